@@ -1,0 +1,655 @@
+/**
+ * The core broker: Aedes, wrapped so that an ordered middleware list decides every connection,
+ * authentication, publish, subscribe and delivery, and every decision is a security event.
+ * It knows nothing of profiles, stores or particular controls: those are injected.
+ */
+import { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
+import { Aedes } from 'aedes';
+import type { AedesOptions, Client as AedesClient } from 'aedes';
+import mqttPacket from 'mqtt-packet';
+import { pino } from 'pino';
+import type { Logger } from 'pino';
+import type {
+  Accepted,
+  AuthVerdict,
+  BrokerContext,
+  ClientInfo,
+  ConnectionInfo,
+  ConnectPacketInfo,
+  Credentials,
+  Denial,
+  DisconnectReason,
+  Middleware,
+  PublishPacket,
+  Subscription,
+  Verdict,
+} from './contract.js';
+import { deny, isDenial } from './contract.js';
+import { chainOf, collectChain, lastRun, runVerdictChain } from './compose.js';
+import type { AsyncOutcome, Chain } from './compose.js';
+import { SecurityEventBus } from './events.js';
+import type { SecurityEvent, SecurityEventType } from './events.js';
+import { LiveClient } from './client.js';
+import { startListener } from './listeners.js';
+import type { Listener, ListenerOptions, TlsOptions } from './listeners.js';
+import { guardPacketSize } from './packet-guard.js';
+import { REASON_CODES } from './reasons.js';
+import type { DenyReason } from './reasons.js';
+import { BastionError } from './errors.js';
+import { coreGuards } from './guards.js';
+
+export interface CoreBrokerOptions {
+  listeners: ListenerOptions[];
+  /** Ordered: earlier middleware run first; the first denial wins. */
+  middleware?: Middleware[];
+  logger?: Logger;
+  /** An Aedes persistence (memory when omitted). */
+  persistence?: unknown;
+  /** An mqemitter (in-process when omitted). */
+  mq?: unknown;
+  /** Largest MQTT packet accepted, in bytes (default 256 KiB). */
+  maxPacketSize?: number;
+  /** Milliseconds a new connection has to send CONNECT (default 10 s). */
+  connectTimeout?: number;
+  /** Accept clients that no authenticator accepted (default: only when no middleware authenticates). */
+  anonymous?: boolean;
+  /** Factors that must all accept (e.g. ['certificate', 'password'] for two-factor). */
+  requiredFactors?: string[];
+  /** Usernames allowed to subscribe to $SYS topics (nobody may publish there). */
+  sysSubscribers?: string[];
+  /** What a denied PUBLISH does when the denial does not say: acknowledge and drop, or disconnect. */
+  publishDenied?: 'drop' | 'disconnect';
+  /** Extra Aedes options (id, heartbeatInterval, concurrency …); hooks are Bastion's. */
+  aedes?: Omit<AedesOptions, 'preConnect' | 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward' | 'persistence' | 'mq'>;
+}
+
+const kLive = Symbol('bastion.client');
+const kConnInfo = Symbol('bastion.connection');
+
+type WiredClient = AedesClient & {
+  [kLive]?: LiveClient;
+  will?: unknown;
+  closed: boolean;
+  _disconnected?: boolean;
+  _nextBatch?: (err?: Error | null) => void;
+  subscriptions: Record<string, { qos: number }>;
+};
+type WiredConn = Duplex & { [kConnInfo]?: ConnectionInfo };
+
+const CORE = 'core';
+
+/** An error Aedes understands as a CONNACK refusal. */
+function connackError(reason: DenyReason, message: string): Error & { returnCode: number } {
+  const err = new Error(message) as Error & { returnCode: number };
+  err.returnCode = REASON_CODES[reason].connack;
+  return err;
+}
+
+export class BastionBroker extends EventEmitter {
+  readonly events = new SecurityEventBus();
+  readonly logger: Logger;
+  readonly options: Readonly<CoreBrokerOptions>;
+  #aedes: Aedes | undefined;
+  #listeners: Listener[] = [];
+  #middleware: Middleware[];
+  #chains!: {
+    connection: Chain<ConnectionInfo, undefined>;
+    connect: Chain<ClientInfo, ConnectPacketInfo>;
+    authenticate: Chain<ClientInfo, Credentials, AuthVerdict>;
+    publish: Chain<ClientInfo, PublishPacket>;
+    subscribe: Chain<ClientInfo, Subscription>;
+    forward: ReadonlyArray<(c: ClientInfo, p: PublishPacket) => boolean>;
+    forwardOwners: readonly Middleware[];
+  };
+  #anonymous: boolean;
+  #requiredFactors: readonly string[];
+  #maxPacketSize: number;
+  #publishDenied: 'drop' | 'disconnect';
+  #state: 'new' | 'listening' | 'closing' | 'closed' = 'new';
+  readonly context: BrokerContext;
+
+  constructor(options: CoreBrokerOptions) {
+    super();
+    this.options = options;
+    this.logger = options.logger ?? pino({ level: 'info' });
+    this.#maxPacketSize = options.maxPacketSize ?? 256 * 1024;
+    this.#publishDenied = options.publishDenied ?? 'disconnect';
+    this.#middleware = [...coreGuards({ sysSubscribers: options.sysSubscribers ?? [] }), ...(options.middleware ?? [])];
+    validateMiddleware(this.#middleware);
+    this.#buildChains();
+    const hasAuthenticator = this.#chains.authenticate.fns.length > 0;
+    this.#anonymous = options.anonymous ?? !hasAuthenticator;
+    this.#requiredFactors = options.requiredFactors ?? [];
+    this.context = this.#makeContext();
+    this.events.onListenerError((err, event) => {
+      this.logger.error({ err, eventType: event.type }, 'security event listener failed');
+    });
+  }
+
+  /** The Aedes instance, for what Bastion does not wrap (read-only use is advised). */
+  get aedes(): Aedes {
+    if (!this.#aedes) throw new BastionError('BASTION_ERR_NOT_STARTED', 'the broker is not listening yet: call listen() first');
+    return this.#aedes;
+  }
+
+  get middleware(): readonly Middleware[] {
+    return this.#middleware;
+  }
+
+  /** The running listeners (named like that to keep EventEmitter's `listeners()` intact). */
+  get openListeners(): readonly Listener[] {
+    return this.#listeners;
+  }
+
+  #buildChains(): void {
+    const mw = this.#middleware;
+    const forwardOwners = mw.filter((m) => typeof m.authorizeForward === 'function');
+    this.#chains = {
+      connection: chainOf(mw, 'onConnection'),
+      connect: chainOf(mw, 'onConnect'),
+      authenticate: chainOf(mw, 'authenticate'),
+      publish: chainOf(mw, 'authorizePublish'),
+      subscribe: chainOf(mw, 'authorizeSubscribe'),
+      forward: forwardOwners.map((m) => (m.authorizeForward as (c: ClientInfo, p: PublishPacket) => boolean).bind(m)),
+      forwardOwners,
+    };
+  }
+
+  async listen(): Promise<this> {
+    if (this.#state !== 'new') throw new BastionError('BASTION_ERR_CLOSED', `listen() called on a broker that is ${this.#state}`);
+    this.#state = 'listening';
+    for (const mw of this.#middleware) await mw.setup?.(this.context);
+    const aedes = await Aedes.createBroker({
+      ...this.options.aedes,
+      connectTimeout: this.options.connectTimeout ?? 10_000,
+      persistence: this.options.persistence,
+      mq: this.options.mq,
+      preConnect: this.#preConnect,
+      authenticate: this.#authenticate,
+      authorizePublish: this.#authorizePublish,
+      authorizeSubscribe: this.#authorizeSubscribe,
+      authorizeForward: this.#authorizeForward,
+    } as unknown as AedesOptions);
+    this.#aedes = aedes;
+    this.#wireAedesEvents(aedes);
+    try {
+      for (const l of this.options.listeners) {
+        const listener = await startListener(
+          { ...l, maxPacketSize: this.#maxPacketSize },
+          (conn, info) => this.#accept(conn as WiredConn, info),
+          ({ listener: name, remoteAddress, error }) =>
+            this.#emit('connection.refused', 'PR.AC-1', CORE, { remoteAddress, listener: name }, { reason: 'certificate-rejected', message: error.message }),
+        );
+        this.#listeners.push(listener);
+        const a = listener.address();
+        this.logger.info({ listener: listener.name, transport: listener.transport, host: a.address, port: a.port }, 'listening');
+      }
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+    return this;
+  }
+
+  /** Bound addresses, by listener name (useful with port 0). */
+  addresses(): Record<string, { host: string; port: number; transport: string }> {
+    const out: Record<string, { host: string; port: number; transport: string }> = {};
+    for (const l of this.#listeners) {
+      const a = l.address();
+      out[l.name] = { host: a.address, port: a.port, transport: l.transport };
+    }
+    return out;
+  }
+
+  /** Replace a TLS listener's certificate, key, CA or CRL for new handshakes. */
+  setListenerTls(name: string, tlsOptions: TlsOptions): void {
+    const l = this.#listeners.find((x) => x.name === name);
+    if (!l?.setSecureContext) throw new BastionError('BASTION_ERR_TLS_CONFIG', `no TLS listener named ${name}`);
+    l.setSecureContext(tlsOptions);
+  }
+
+  /** Stop accepting, close every client (wills fire as for any lost connection), close middleware and persistence. */
+  async close(): Promise<void> {
+    if (this.#state === 'closing' || this.#state === 'closed') return;
+    this.#state = 'closing';
+    const listeners = this.#listeners;
+    this.#listeners = [];
+    const closing = listeners.map((l) => l.close());
+    const aedes = this.#aedes;
+    if (aedes) {
+      for (const c of Object.values((aedes as unknown as { clients: unknown }).clients as Record<string, WiredClient>)) {
+        const live = c[kLive];
+        if (live && !live.closeReason) live.closeReason = 'broker-closing';
+      }
+      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+      const persistence = (aedes as unknown as { persistence?: { destroy?: () => unknown } }).persistence;
+      try {
+        await persistence?.destroy?.();
+      } catch (err) {
+        this.logger.warn({ err }, 'persistence did not close cleanly');
+      }
+    }
+    await Promise.all(closing);
+    for (const mw of [...this.#middleware].reverse()) {
+      try {
+        await mw.close?.();
+      } catch (err) {
+        this.logger.warn({ err, middleware: mw.name }, 'middleware did not close cleanly');
+      }
+    }
+    this.#state = 'closed';
+    this.emit('closed');
+  }
+
+  clients(): IterableIterator<ClientInfo> {
+    return this.#liveClients();
+  }
+
+  client(id: string): ClientInfo | undefined {
+    return this.#wired(id)?.[kLive];
+  }
+
+  disconnect(clientId: string, reason: DisconnectReason = 'kicked', detail?: string): boolean {
+    const c = this.#wired(clientId);
+    if (!c || c.closed) return false;
+    const live = c[kLive];
+    if (live) {
+      live.closeReason = reason;
+      live.closeDetail = detail;
+    }
+    c.close();
+    return true;
+  }
+
+  disconnectWhere(match: (client: ClientInfo) => boolean, reason: DisconnectReason = 'kicked', detail?: string): number {
+    let n = 0;
+    for (const live of [...this.#liveClients()]) {
+      if (match(live) && this.disconnect(live.id, reason, detail)) n++;
+    }
+    return n;
+  }
+
+  /** Re-run authorizeSubscribe over every live subscription; remove those now refused. Returns how many were removed. */
+  async recheckSubscriptions(): Promise<number> {
+    const aedes = this.#aedes;
+    if (!aedes) return 0;
+    let removed = 0;
+    for (const c of Object.values((aedes as unknown as { clients: unknown }).clients as Record<string, WiredClient>)) {
+      const live = c[kLive];
+      if (!live || c.closed) continue;
+      const refused: string[] = [];
+      for (const topic of Object.keys(c.subscriptions)) {
+        const sub = { topic, qos: (c.subscriptions[topic]?.qos ?? 0) as 0 | 1 | 2 };
+        const r = runVerdictChain(this.#chains.subscribe, live, sub);
+        const denial = r === undefined || isDenial(r) ? r : (await r).denial;
+        if (denial) refused.push(topic);
+      }
+      if (refused.length > 0) {
+        removed += refused.length;
+        await new Promise<void>((resolve) => c.unsubscribe({ unsubscriptions: refused } as never, () => resolve()));
+        for (const topic of refused) {
+          this.#emit('subscribe.denied', 'PR.AC-5', CORE, live, { topic, reason: 'not-authorized', message: 'subscription withdrawn after a rule change' });
+        }
+      }
+    }
+    return removed;
+  }
+
+  *#liveClients(): IterableIterator<LiveClient> {
+    const aedes = this.#aedes;
+    if (!aedes) return;
+    for (const c of Object.values((aedes as unknown as { clients: unknown }).clients as Record<string, WiredClient>)) {
+      const live = c[kLive];
+      if (live && c.connected) yield live;
+    }
+  }
+
+  #wired(id: string): WiredClient | undefined {
+    const clients = (this.#aedes as unknown as { clients: unknown } | undefined)?.clients as Record<string, WiredClient> | undefined;
+    return clients?.[id];
+  }
+
+  #makeContext(): BrokerContext {
+    return {
+      logger: this.logger,
+      events: this.events,
+      clients: () => this.clients(),
+      client: (id) => this.client(id),
+      disconnect: (id, reason, detail) => this.disconnect(id, reason, detail),
+      disconnectWhere: (match, reason, detail) => this.disconnectWhere(match, reason, detail),
+      recheckSubscriptions: () => this.recheckSubscriptions(),
+    };
+  }
+
+  /** Build and emit a security event (and log it). Only called on decisions, never per allowed message. */
+  #emit(
+    type: SecurityEventType,
+    control: string,
+    source: string,
+    who: Partial<Pick<ClientInfo, 'id' | 'username' | 'remoteAddress' | 'listener'>> | undefined,
+    extra?: Partial<SecurityEvent>,
+  ): void {
+    const event: SecurityEvent = {
+      type,
+      time: Date.now(),
+      control,
+      source,
+      clientId: who?.id || undefined,
+      username: who?.username,
+      remoteAddress: who?.remoteAddress,
+      listener: who?.listener,
+      ...extra,
+    };
+    const denied = type.endsWith('.denied') || type.endsWith('.refused') || type === 'auth.failed' || type === 'packet.rejected';
+    if (denied) this.logger.warn({ securityEvent: event }, type);
+    else this.logger.info({ securityEvent: event }, type);
+    this.events.emit(event);
+    this.emit('security', event);
+  }
+
+  #denialEvent(type: SecurityEventType, denial: Denial, index: number, owners: readonly Middleware[], who: Partial<ClientInfo>, error: unknown, extra?: Partial<SecurityEvent>): void {
+    const owner = owners[index];
+    if (error !== undefined) {
+      this.logger.error({ err: error, middleware: owner?.name, hook: type }, 'middleware failed; request denied');
+      this.#emit('middleware.error', owner?.controls[0] ?? 'PR.SS-1', owner?.name ?? CORE, who, { message: String((error as Error)?.message ?? error) });
+    }
+    this.#emit(type, denial.control ?? owner?.controls[0] ?? 'PR.AC-5', owner?.name ?? CORE, who, {
+      reason: denial.reason,
+      message: denial.message,
+      ...extra,
+    });
+  }
+
+  // ---- data plane --------------------------------------------------------------------------
+
+  #accept(conn: WiredConn, info: ConnectionInfo): void {
+    if (this.#state !== 'listening') {
+      conn.destroy();
+      return;
+    }
+    const r = runVerdictChain(this.#chains.connection, info, undefined);
+    if (r === undefined) return this.#handOver(conn, info);
+    if (isDenial(r)) return this.#refuseConnection(conn, info, r, lastRun.index, lastRun.error);
+    // an async gate: hold the socket (unread) until it answers
+    conn.pause();
+    r.then((o: AsyncOutcome) => {
+      if (o.denial) this.#refuseConnection(conn, info, o.denial, o.index, o.error);
+      else if (!conn.destroyed) this.#handOver(conn, info);
+    });
+  }
+
+  #refuseConnection(conn: Duplex, info: ConnectionInfo, denial: Denial, index: number, error: unknown): void {
+    conn.destroy();
+    this.#denialEvent('connection.refused', denial, index, this.#chains.connection.owners, info, error);
+  }
+
+  #handOver(conn: WiredConn, info: ConnectionInfo): void {
+    const live = new LiveClient(info);
+    guardPacketSize(conn, this.#maxPacketSize, (size) => {
+      live.closeReason = 'packet-too-large';
+      this.#emit('packet.rejected', 'PR.SS-1', CORE, live, {
+        reason: 'packet-too-large',
+        message: size < 0 ? 'malformed remaining length' : `packet of ${size} bytes exceeds the limit of ${this.#maxPacketSize}`,
+        detail: { size, limit: this.#maxPacketSize },
+      });
+    });
+    conn[kConnInfo] = info;
+    const client = (this.#aedes as Aedes).handle(conn) as WiredClient;
+    client[kLive] = live;
+  }
+
+  /** Refuse at CONNECT with a CONNACK, then close: Aedes' preConnect would leave the socket open. */
+  #refuseConnect(client: WiredClient, reason: DenyReason, done: (err: Error | null, ok: boolean) => void): void {
+    const live = client[kLive];
+    if (live) live.closeReason = 'denied';
+    const conn = client.conn;
+    const buf = mqttPacket.generate({ cmd: 'connack', returnCode: REASON_CODES[reason].connack, sessionPresent: false } as mqttPacket.IConnackPacket);
+    conn.write(buf, () => conn.destroy());
+    // a peer that never reads must not pin the socket
+    setTimeout(() => conn.destroy(), 2000).unref();
+    done(null, false);
+  }
+
+  #preConnect = (client: WiredClient, packet: mqttPacket.IConnectPacket, done: (err: Error | null, ok: boolean) => void): void => {
+    const live = client[kLive];
+    if (!live) return done(null, true); // a stream handed to aedes.handle() directly by the embedder
+    live.id = packet.clientId ?? '';
+    live.clean = packet.clean !== false;
+    live.keepalive = packet.keepalive ?? 0;
+    live.protocolVersion = packet.protocolVersion ?? 4;
+    const will = packet.will
+      ? ({ topic: packet.will.topic, payload: packet.will.payload, qos: packet.will.qos ?? 0, retain: packet.will.retain ?? false } as PublishPacket)
+      : undefined;
+    const info: ConnectPacketInfo = { clientId: live.id, clean: live.clean, keepalive: live.keepalive, protocolVersion: live.protocolVersion, will };
+    const refuse = (type: SecurityEventType, denial: Denial, index: number, owners: readonly Middleware[], error: unknown, extra?: Partial<SecurityEvent>) => {
+      this.#denialEvent(type, denial, index, owners, live, error, extra);
+      this.#refuseConnect(client, denial.reason, done);
+    };
+    const r = runVerdictChain(this.#chains.connect, live, info);
+    if (isDenial(r)) return refuse('connection.refused', r, lastRun.index, this.#chains.connect.owners, lastRun.error);
+    const afterConnect = () => done(null, true);
+    if (r === undefined) return afterConnect();
+    r.then((o) => {
+      if (o.denial) refuse('connection.refused', o.denial, o.index, this.#chains.connect.owners, o.error);
+      else afterConnect();
+    });
+  };
+
+  #authenticate = (client: WiredClient, username: string | undefined, password: Buffer | undefined, done: (err: Error | null, ok: boolean | null) => void): void => {
+    const live = client[kLive];
+    if (!live) return done(null, true);
+    this.#runAuthentication(live, { username, password }).then(
+      async (result) => {
+        if (isDenial(result.verdict)) {
+          this.#emit('auth.failed', result.control, result.source, { ...live, username: username ?? undefined } as ClientInfo, {
+            reason: result.verdict.reason,
+            message: result.verdict.message,
+          });
+          live.closeReason = 'denied';
+          return done(connackError(result.verdict.reason, result.verdict.message ?? result.verdict.reason), false);
+        }
+        // The will is a PUBLISH made at CONNECT: authorize it now, not only when it fires.
+        const will = (client as unknown as { _will?: PublishPacket })._will;
+        if (will) {
+          const r = runVerdictChain(this.#chains.publish, live, will);
+          const o: AsyncOutcome | undefined = r === undefined ? undefined : isDenial(r) ? { denial: r, index: lastRun.index, error: lastRun.error } : await r;
+          if (o?.denial) {
+            this.#denialEvent('publish.denied', o.denial, o.index, this.#chains.publish.owners, live, o.error, { topic: will.topic, message: `will: ${o.denial.message ?? o.denial.reason}` });
+            live.closeReason = 'denied';
+            return done(connackError('not-authorized', 'will topic not authorized'), false);
+          }
+        }
+        live.connectedAt = Date.now();
+        // A client id connected elsewhere on this broker is about to be taken over.
+        const previous = this.#wired(live.id);
+        if (previous && previous !== client && previous[kLive]) (previous[kLive] as LiveClient).closeReason = 'taken-over';
+        this.#emit('auth.succeeded', result.control, result.source, live, { detail: { factors: result.factors } });
+        done(null, true);
+      },
+      (err: unknown) => {
+        this.logger.error({ err }, 'authentication failed unexpectedly; connection refused');
+        done(connackError('internal-error', 'server unavailable'), false);
+      },
+    );
+  };
+
+  async #runAuthentication(live: LiveClient, creds: Credentials): Promise<{ verdict: Denial | undefined; control: string; source: string; factors: string[] }> {
+    const chain = this.#chains.authenticate;
+    const results = await collectChain(chain, live as ClientInfo, creds);
+    const accepted: Array<{ a: Accepted; owner: Middleware }> = [];
+    for (const r of results) {
+      const owner = chain.owners[r.index] as Middleware;
+      if (r.error !== undefined) {
+        this.logger.error({ err: r.error, middleware: owner.name }, 'authenticator failed; connection refused');
+        this.#emit('middleware.error', owner.controls[0] ?? 'PR.AC-3', owner.name, live, { message: String((r.error as Error)?.message ?? r.error) });
+        return { verdict: deny('internal-error'), control: owner.controls[0] ?? 'PR.AC-3', source: owner.name, factors: [] };
+      }
+      const v = r.value;
+      if (v === undefined || v === null) continue;
+      if (isDenial(v)) return { verdict: v, control: v.control ?? owner.controls[0] ?? 'PR.AC-3', source: owner.name, factors: [] };
+      accepted.push({ a: v, owner });
+    }
+    const factors = accepted.map((x) => x.a.factor);
+    for (const f of this.#requiredFactors) {
+      if (!factors.includes(f)) {
+        const twoFactor = this.#requiredFactors.length > 1;
+        return { verdict: deny(f === 'password' && creds.username ? 'bad-credentials' : 'not-authorized', `missing required factor: ${f}`), control: twoFactor ? 'PR.CS-3' : 'PR.AC-3', source: CORE, factors };
+      }
+    }
+    if (accepted.length === 0) {
+      if (this.#anonymous) return { verdict: undefined, control: 'PR.AC-3', source: CORE, factors };
+      return { verdict: deny('not-authorized', 'no credentials accepted'), control: 'PR.AC-3', source: CORE, factors };
+    }
+    // Several factors must name one identity: a password of user A with the certificate of B is refused.
+    const names = new Set(accepted.map((x) => x.a.username).filter((u): u is string => u !== undefined));
+    if (names.size > 1) return { verdict: deny('not-authorized', 'authentication factors name different identities'), control: 'PR.CS-3', source: CORE, factors };
+    live.username = names.values().next().value;
+    live.groups = [...new Set(accepted.flatMap((x) => x.a.groups ?? []))];
+    const first = accepted[0] as { a: Accepted; owner: Middleware };
+    return { verdict: undefined, control: accepted.length > 1 ? 'PR.CS-3' : (first.owner.controls[0] ?? 'PR.AC-3'), source: accepted.map((x) => x.owner.name).join('+'), factors };
+  }
+
+  #authorizePublish = (client: WiredClient | null, packet: PublishPacket, done: (err?: Error | null) => void): void => {
+    const live = client?.[kLive];
+    if (!live) return done(null); // a will re-published by the cluster for a client gone elsewhere
+    const r = runVerdictChain(this.#chains.publish, live, packet);
+    if (r === undefined) return done(null);
+    if (isDenial(r)) return this.#publishRefused(client as WiredClient, live, packet, r, lastRun.index, lastRun.error, done);
+    r.then((o) => {
+      if (o.denial) this.#publishRefused(client as WiredClient, live, packet, o.denial, o.index, o.error, done);
+      else done(null);
+    });
+  };
+
+  #publishRefused(client: WiredClient, live: LiveClient, packet: PublishPacket, denial: Denial, index: number, error: unknown, done: (err?: Error | null) => void): void {
+    this.#denialEvent('publish.denied', denial, index, this.#chains.publish.owners, live, error, { topic: packet.topic, detail: { qos: packet.qos } });
+    const action = denial.action ?? this.#publishDenied;
+    const fromWire = !client.closed && client.will !== packet && typeof client._nextBatch === 'function';
+    if (action === 'drop' && fromWire) {
+      // [MQTT-3.3.5-2]: acknowledge as usual, then discard. Resume reading as Aedes would.
+      if (packet.qos === 1) client.conn.write(mqttPacket.generate({ cmd: 'puback', messageId: packet.messageId } as mqttPacket.IPubackPacket));
+      else if (packet.qos === 2) client.conn.write(mqttPacket.generate({ cmd: 'pubrec', messageId: packet.messageId } as mqttPacket.IPubrecPacket));
+      (client._nextBatch as (err?: Error | null) => void)(null);
+      return;
+    }
+    live.closeReason = 'denied';
+    done(new Error(`publish to ${packet.topic} denied: ${denial.reason}`));
+  }
+
+  #authorizeSubscribe = (client: WiredClient, sub: Subscription, done: (err: Error | null, sub?: Subscription | null) => void): void => {
+    const live = client[kLive];
+    if (!live) return done(null, sub);
+    const r = runVerdictChain(this.#chains.subscribe, live, sub);
+    if (r === undefined) return done(null, sub);
+    const refuse = (denial: Denial, index: number, error: unknown) => {
+      this.#denialEvent('subscribe.denied', denial, index, this.#chains.subscribe.owners, live, error, { topic: sub.topic });
+      done(null, null); // SUBACK 0x80 for this topic; the connection stays
+    };
+    if (isDenial(r)) return refuse(r, lastRun.index, lastRun.error);
+    r.then((o) => (o.denial ? refuse(o.denial, o.index, o.error) : done(null, sub)));
+  };
+
+  #authorizeForward = (client: WiredClient, packet: PublishPacket): PublishPacket | null => {
+    const live = client[kLive];
+    if (live === undefined) return packet;
+    const fns = this.#chains.forward;
+    for (let i = 0; i < fns.length; i++) {
+      let ok: boolean;
+      try {
+        ok = (fns[i] as (c: ClientInfo, p: PublishPacket) => boolean)(live, packet);
+      } catch (err) {
+        ok = false;
+        const owner = this.#chains.forwardOwners[i];
+        this.logger.error({ err, middleware: owner?.name }, 'authorizeForward failed; delivery withheld');
+      }
+      if (ok === false) {
+        if (this.events.listening) {
+          const owner = this.#chains.forwardOwners[i];
+          this.#emit('forward.denied', owner?.controls[0] ?? 'PR.AC-5', owner?.name ?? CORE, live, { topic: packet.topic, reason: 'not-authorized' });
+        }
+        return null;
+      }
+    }
+    return packet;
+  };
+
+  #wireAedesEvents(aedes: Aedes): void {
+    aedes.on('clientReady', (c) => {
+      const live = (c as WiredClient)[kLive];
+      if (!live) return;
+      this.#emit('client.connected', 'ID.AM-1', CORE, live, { detail: { transport: live.transport, protocolVersion: live.protocolVersion } });
+      for (const mw of this.#middleware) {
+        try {
+          mw.onConnected?.(live);
+        } catch (err) {
+          this.logger.error({ err, middleware: mw.name }, 'onConnected failed');
+        }
+      }
+    });
+    aedes.on('keepaliveTimeout', (c) => {
+      const live = (c as WiredClient)[kLive];
+      if (live) live.keepaliveExpired = true;
+    });
+    aedes.on('clientError', (c, err) => {
+      const live = (c as WiredClient)[kLive];
+      if (live && !live.error) live.error = err;
+    });
+    aedes.on('connectionError', (c, err) => {
+      const live = (c as WiredClient)[kLive];
+      if (!live || live.closeReason) return;
+      this.#emit('packet.rejected', 'PR.SS-1', CORE, live, { reason: 'protocol-error', message: err.message });
+    });
+    aedes.on('clientDisconnect', (c) => {
+      const wc = c as WiredClient;
+      const live = wc[kLive];
+      if (!live) return;
+      const reason: DisconnectReason =
+        live.closeReason ??
+        (wc._disconnected ? 'client-disconnect' : live.keepaliveExpired ? 'keepalive-timeout' : live.error && !isSocketError(live.error) ? 'protocol-error' : 'socket-closed');
+      this.#emit('client.disconnected', reason === 'client-disconnect' ? 'ID.AM-1' : 'DE.NM-2', CORE, live, {
+        reason,
+        message: live.closeDetail ?? (reason === 'protocol-error' ? live.error?.message : undefined),
+      });
+      for (const mw of this.#middleware) {
+        try {
+          mw.onDisconnect?.(live, reason);
+        } catch (err) {
+          this.logger.error({ err, middleware: mw.name }, 'onDisconnect failed');
+        }
+      }
+    });
+    // Aedes emits 'error' for persistence failures; an unhandled 'error' would end the process.
+    (aedes as EventEmitter).on('error', (err: Error) => {
+      this.logger.error({ err }, 'broker error');
+      this.emit('broker-error', err);
+    });
+  }
+}
+
+function isSocketError(err: Error): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ECONNRESET' || code === 'EPIPE' || code === 'ETIMEDOUT' || err.message === 'connection closed';
+}
+
+function validateMiddleware(list: Middleware[]): void {
+  const names = new Set<string>();
+  for (const mw of list) {
+    if (typeof mw !== 'object' || mw === null || typeof mw.name !== 'string' || mw.name === '') {
+      throw new BastionError('BASTION_ERR_INVALID_MIDDLEWARE', 'every middleware needs a non-empty string `name`');
+    }
+    if (!Array.isArray(mw.controls)) {
+      throw new BastionError('BASTION_ERR_INVALID_MIDDLEWARE', `middleware ${mw.name}: \`controls\` must be an array of CSF subcategory ids`);
+    }
+    if (names.has(mw.name)) throw new BastionError('BASTION_ERR_INVALID_MIDDLEWARE', `two middleware are named ${mw.name}; names must be unique`);
+    names.add(mw.name);
+  }
+}
+
+export async function createCoreBroker(options: CoreBrokerOptions): Promise<BastionBroker> {
+  const broker = new BastionBroker(options);
+  await broker.listen();
+  return broker;
+}
+
+export type { Verdict };

@@ -1,0 +1,12 @@
+export * from './contract.js';
+export * from './errors.js';
+export * from './reasons.js';
+export { SecurityEventBus } from './events.js';
+export type { SecurityEvent, SecurityEventType } from './events.js';
+export { BastionBroker, createCoreBroker } from './broker.js';
+export type { CoreBrokerOptions } from './broker.js';
+export { DEFAULT_CIPHERS, secureContextOptions } from './listeners.js';
+export type { Listener, ListenerOptions, TlsOptions } from './listeners.js';
+export { normalizeAddress } from './address.js';
+export { normalizeSerial, toClientCertificate } from './certificate.js';
+export { chainOf, runVerdictChain } from './compose.js';

@@ -1,0 +1,233 @@
+/**
+ * Listeners: mqtt (TCP), mqtts (TLS), ws and wss. Each one turns an accepted transport into a
+ * Duplex plus a ConnectionInfo (remote address, listener, verified certificate) and hands both to
+ * the broker. The remote address and certificate come from the socket for TCP/TLS and from the
+ * HTTP request's socket for WebSocket, so every listener reports them the same way.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import http from 'node:http';
+import https from 'node:https';
+import { constants as cryptoConstants } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer, createWebSocketStream } from 'ws';
+import type { ConnectionInfo, Transport } from './contract.js';
+import { normalizeAddress } from './address.js';
+import { peerCertificate } from './certificate.js';
+import { BastionError } from './errors.js';
+
+/** ECDHE key exchange with AEAD ciphers only (forward secrecy, no CBC), TLS 1.3 suites first. */
+export const DEFAULT_CIPHERS = [
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'TLS_AES_128_GCM_SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+].join(':');
+
+export interface TlsOptions {
+  cert: string | Buffer;
+  key: string | Buffer;
+  ca?: Array<string | Buffer> | undefined;
+  crl?: Array<string | Buffer> | undefined;
+  minVersion?: 'TLSv1.2' | 'TLSv1.3' | undefined;
+  ciphers?: string | undefined;
+  clientCertificate?: 'none' | 'optional' | 'required' | undefined;
+  /** Milliseconds; a handshake that does not finish in time is dropped (slowloris). */
+  handshakeTimeout?: number | undefined;
+}
+
+export interface ListenerOptions {
+  name?: string | undefined;
+  transport: Transport;
+  host?: string | undefined;
+  port: number;
+  /** WebSocket path, default '/mqtt'. */
+  path?: string | undefined;
+  tls?: TlsOptions | undefined;
+  /** Largest MQTT packet in bytes; WebSocket frames above it are refused from their header. */
+  maxPacketSize?: number | undefined;
+}
+
+export type AcceptHandler = (conn: Duplex, info: ConnectionInfo) => void;
+export type TlsErrorHandler = (info: { listener: string; remoteAddress: string; error: Error }) => void;
+
+export interface Listener {
+  readonly name: string;
+  readonly transport: Transport;
+  address(): AddressInfo;
+  close(): Promise<void>;
+  /** Replace certificate/key/CA/CRL for new handshakes; existing connections keep theirs. */
+  setSecureContext?(opts: TlsOptions): void;
+}
+
+export function secureContextOptions(t: TlsOptions): tls.SecureContextOptions & tls.TlsOptions {
+  const mode = t.clientCertificate ?? 'none';
+  return {
+    cert: t.cert,
+    key: t.key,
+    ca: t.ca && t.ca.length > 0 ? t.ca : undefined,
+    crl: t.crl && t.crl.length > 0 ? t.crl : undefined,
+    minVersion: t.minVersion ?? 'TLSv1.2',
+    ciphers: t.ciphers ?? DEFAULT_CIPHERS,
+    honorCipherOrder: true,
+    // Client-initiated renegotiation is a DoS lever and has no use for MQTT.
+    secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
+    requestCert: mode !== 'none',
+    // 'optional' verifies in our code: a certificate that was sent must be valid.
+    rejectUnauthorized: mode === 'required',
+    handshakeTimeout: t.handshakeTimeout ?? 10_000,
+  };
+}
+
+function tlsInfo(socket: tls.TLSSocket, listener: string, transport: Transport): ConnectionInfo {
+  const cipher = socket.getCipher();
+  return {
+    remoteAddress: normalizeAddress(socket.remoteAddress),
+    remotePort: socket.remotePort ?? 0,
+    listener,
+    transport,
+    certificate: socket.authorized ? peerCertificate(socket) : undefined,
+    tls: { protocol: socket.getProtocol(), cipher: cipher.name },
+  };
+}
+
+function plainInfo(socket: net.Socket, listener: string, transport: Transport): ConnectionInfo {
+  return {
+    remoteAddress: normalizeAddress(socket.remoteAddress),
+    remotePort: socket.remotePort ?? 0,
+    listener,
+    transport,
+    certificate: undefined,
+    tls: undefined,
+  };
+}
+
+/** With clientCertificate 'optional', a certificate that was presented but failed verification is refused. */
+function presentedButInvalid(socket: tls.TLSSocket): boolean {
+  if (socket.authorized) return false;
+  const raw = socket.getPeerCertificate();
+  return raw !== undefined && Object.keys(raw).length > 0;
+}
+
+function listenOn(server: net.Server, host: string, port: number, name: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      reject(new BastionError('BASTION_ERR_LISTEN', `listener ${name} cannot listen on ${host}:${port}: ${err.code ?? err.message}`, { cause: err }));
+    };
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+function closeServer(server: net.Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+  });
+}
+
+export async function startListener(opts: ListenerOptions, accept: AcceptHandler, onTlsError: TlsErrorHandler): Promise<Listener> {
+  const host = opts.host ?? '127.0.0.1';
+  const transport = opts.transport;
+  if ((transport === 'mqtts' || transport === 'wss') && !opts.tls) {
+    throw new BastionError('BASTION_ERR_TLS_CONFIG', `listener ${opts.name ?? transport}: ${transport} needs tls.cert and tls.key`);
+  }
+  let name = opts.name ?? `${transport}:${opts.port}`;
+  const reportTlsError = (err: Error, socket: tls.TLSSocket | net.Socket) => {
+    onTlsError({ listener: name, remoteAddress: normalizeAddress(socket.remoteAddress), error: err });
+  };
+
+  if (transport === 'mqtt' || transport === 'mqtts') {
+    let server: net.Server;
+    if (transport === 'mqtt') {
+      server = net.createServer((socket) => {
+        socket.setNoDelay(true);
+        accept(socket, plainInfo(socket, name, transport));
+      });
+    } else {
+      const t = opts.tls as TlsOptions;
+      const optional = t.clientCertificate === 'optional';
+      server = tls.createServer(secureContextOptions(t), (socket) => {
+        socket.setNoDelay(true);
+        if (optional && presentedButInvalid(socket)) {
+          reportTlsError(new Error(`client certificate rejected: ${String(socket.authorizationError)}`), socket);
+          socket.destroy();
+          return;
+        }
+        accept(socket, tlsInfo(socket, name, transport));
+      });
+      server.on('tlsClientError', reportTlsError);
+    }
+    await listenOn(server, host, opts.port, name);
+    const address = () => server.address() as AddressInfo;
+    if (opts.name === undefined && opts.port === 0) name = `${transport}:${address().port}`;
+    return {
+      name,
+      transport,
+      address,
+      close: () => closeServer(server),
+      setSecureContext:
+        transport === 'mqtts' ? (t: TlsOptions) => (server as tls.Server).setSecureContext(secureContextOptions(t)) : undefined,
+    };
+  }
+
+  // WebSocket: MQTT over ws/wss, subprotocol 'mqtt'.
+  const path = opts.path ?? '/mqtt';
+  const web =
+    transport === 'wss'
+      ? https.createServer(secureContextOptions(opts.tls as TlsOptions))
+      : http.createServer();
+  web.on('request', (_req, res) => {
+    res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket only\n');
+  });
+  if (transport === 'wss') web.on('tlsClientError', reportTlsError);
+  const wss = new WebSocketServer({
+    server: web,
+    path,
+    // ws buffers a frame until complete; its own limit refuses huge frames from their header.
+    maxPayload: (opts.maxPacketSize ?? 256 * 1024) + 8,
+    handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false),
+  });
+  wss.on('connection', (ws, req) => {
+    const socket = req.socket;
+    let info: ConnectionInfo;
+    if (transport === 'wss') {
+      const s = socket as tls.TLSSocket;
+      if (opts.tls?.clientCertificate === 'optional' && presentedButInvalid(s)) {
+        reportTlsError(new Error(`client certificate rejected: ${String(s.authorizationError)}`), s);
+        ws.terminate();
+        return;
+      }
+      info = tlsInfo(s, name, transport);
+    } else {
+      info = plainInfo(socket, name, transport);
+    }
+    const stream = createWebSocketStream(ws);
+    // errors surface through the stream, which Aedes listens to; keep ws quiet
+    ws.on('error', () => {});
+    accept(stream, info);
+  });
+  await listenOn(web, host, opts.port, name);
+  const address = () => web.address() as AddressInfo;
+  if (opts.name === undefined && opts.port === 0) name = `${transport}:${address().port}`;
+  return {
+    name,
+    transport,
+    address,
+    async close() {
+      for (const client of wss.clients) client.terminate();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      web.closeAllConnections?.();
+      await closeServer(web);
+    },
+    setSecureContext: transport === 'wss' ? (t: TlsOptions) => (web as https.Server).setSecureContext(secureContextOptions(t)) : undefined,
+  };
+}

@@ -1,0 +1,21 @@
+import { defineConfig } from 'vitest/config';
+import { fileURLToPath } from 'node:url';
+
+const pkg = (name: string) => fileURLToPath(new URL(`./packages/${name}/src/index.ts`, import.meta.url));
+const packages = ['core', 'profile', 'pki', 'middleware', 'detect', 'persistence', 'broker', 'cli'];
+
+export default defineConfig({
+  resolve: {
+    // Tests run the TypeScript sources directly; the CLI subprocess tests use the build.
+    alias: Object.fromEntries(packages.map((p) => [`@bastion/${p}`, pkg(p)])),
+  },
+  test: {
+    include: ['test/**/*.test.ts', 'packages/*/test/**/*.test.ts', 'examples/**/*.test.ts'],
+    globalSetup: ['test/support/global-setup.ts'],
+    testTimeout: 20_000,
+    hookTimeout: 30_000,
+    // Two cores: run files in parallel but not more than the machine has.
+    maxWorkers: 2,
+    pool: 'forks',
+  },
+});
