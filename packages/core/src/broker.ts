@@ -460,6 +460,7 @@ export class BastionBroker extends EventEmitter {
             return done(connackError('not-authorized', 'will topic not authorized'), false);
           }
         }
+        live.id = client.id; // Aedes assigns one when the client sent none
         live.connectedAt = Date.now();
         // A client id connected elsewhere on this broker is about to be taken over.
         const previous = this.#wired(live.id);
