@@ -1,1 +1,7 @@
-export {};
+export { createBroker, buildBroker, resolveBrokerProfile, Bastion } from './broker.js';
+export type { BrokerOptions } from './broker.js';
+export { ensureDevMaterial, announceFirstStart, FIRST_USER, PASSWORD_FILE } from './dev-setup.js';
+export type { FirstStartInfo } from './dev-setup.js';
+export { controlsFromProfile } from './controls.js';
+export type { Controls } from './controls.js';
+export * from '@bastion/core';

@@ -1,1 +1,2 @@
-export {};
+export { run, buildProgram } from './cli.js';
+export { CliError } from './errors.js';

@@ -1,0 +1,40 @@
+import { promises as fs } from 'node:fs';
+import type { ListenerOptions, TlsOptions } from '@bastion/core';
+import { BastionError } from '@bastion/core';
+import type { Listener, ListenerTls } from '@bastion/profile';
+
+async function read(file: string, what: string, listener: string): Promise<Buffer> {
+  try {
+    return await fs.readFile(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new BastionError('BASTION_ERR_TLS_CONFIG', `listener ${listener}: cannot read ${what} ${file} (${code === 'ENOENT' ? 'file not found' : code})`, { cause: err });
+  }
+}
+
+export async function loadTls(t: ListenerTls, listener: string): Promise<TlsOptions> {
+  return {
+    cert: await read(t.cert, 'tls.cert', listener),
+    key: await read(t.key, 'tls.key', listener),
+    ca: await Promise.all(t.ca.map((f) => read(f, 'tls.ca', listener))),
+    crl: await Promise.all(t.crl.map((f) => read(f, 'tls.crl', listener))),
+    minVersion: t.minVersion,
+    ciphers: t.ciphers,
+    clientCertificate: t.clientCertificate,
+    handshakeTimeout: t.handshakeTimeout,
+  };
+}
+
+export async function listenerOptions(l: Listener): Promise<ListenerOptions> {
+  const base = { name: l.name, transport: l.protocol, host: l.host, port: l.port };
+  switch (l.protocol) {
+    case 'mqtt':
+      return base;
+    case 'ws':
+      return { ...base, path: l.path };
+    case 'mqtts':
+      return { ...base, tls: await loadTls(l.tls, l.name) };
+    case 'wss':
+      return { ...base, path: l.path, tls: await loadTls(l.tls, l.name) };
+  }
+}
