@@ -13,7 +13,8 @@ export type PkiErrorCode =
   | 'BASTION_ERR_PKI_BAD_CRL'
   | 'BASTION_ERR_PKI_BAD_INPUT'
   | 'BASTION_ERR_PKI_BAD_NAME'
-  | 'BASTION_ERR_PKI_EXISTS';
+  | 'BASTION_ERR_PKI_EXISTS'
+  | 'BASTION_ERR_PKI_LOCKED';
 
 export class PkiError extends Error {
   readonly code: PkiErrorCode;
