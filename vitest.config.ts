@@ -17,5 +17,6 @@ export default defineConfig({
     // Two cores: run files in parallel but not more than the machine has.
     maxWorkers: 2,
     pool: 'forks',
+    reporters: ['default', './test/support/summary-reporter.ts'],
   },
 });

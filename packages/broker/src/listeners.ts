@@ -26,7 +26,9 @@ export async function loadTls(t: ListenerTls, listener: string): Promise<TlsOpti
 }
 
 export async function listenerOptions(l: Listener): Promise<ListenerOptions> {
-  const base = { name: l.name, transport: l.protocol, host: l.host, port: l.port };
+  // an automatic name for port 0 would read "mqtt:0": let the core name it after the bound port
+  const name = l.port === 0 && l.name === `${l.protocol}:0` ? undefined : l.name;
+  const base = { name, transport: l.protocol, host: l.host, port: l.port };
   switch (l.protocol) {
     case 'mqtt':
       return base;

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { initDevPki, issueClientToDir, listCertificates } from '@bastion/pki';
+import { existsSync } from 'node:fs';
+import { initDevPki, issueClientToDir, listCertificates, pkiPaths } from '@bastion/pki';
 import { CliError } from '../errors.js';
 
 function days(v: string): number {
@@ -54,6 +55,7 @@ export function register(program: Command): void {
     .option('-d, --dir <dir>', 'PKI directory', 'certs-dev')
     .option('--json', 'print as JSON')
     .action(async (opts: { dir: string; json?: boolean }) => {
+      if (!existsSync(pkiPaths(opts.dir).caCert)) throw new CliError(`no PKI in ${opts.dir} (no ca.pem); create one with \`bastion certs init --dir ${opts.dir}\``);
       const list = await listCertificates(opts.dir);
       if (opts.json) return void process.stdout.write(JSON.stringify(list, null, 2) + '\n');
       const rows = list.map((c) => [c.kind, c.name, c.subject, c.serial, c.notAfter.toISOString().slice(0, 10)]);
