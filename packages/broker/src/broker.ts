@@ -9,7 +9,7 @@ import type { Middleware } from '@bastion/core';
 import { defaultProfile, loadProfile, resolveProfile } from '@bastion/profile';
 import type { Profile, ProfileInput } from '@bastion/profile';
 import { controlsFromProfile } from './controls.js';
-import type { Controls } from './controls.js';
+import type { Controls, Service } from './controls.js';
 import { listenerOptions } from './listeners.js';
 import { announceFirstStart, ensureDevMaterial } from './dev-setup.js';
 import type { FirstStartInfo } from './dev-setup.js';
@@ -32,10 +32,38 @@ export interface BrokerOptions {
 export class Bastion extends BastionBroker {
   readonly profile: Profile;
   readonly controls: Controls;
+  #started: Service[] = [];
   constructor(profile: Profile, controls: Controls, core: ConstructorParameters<typeof BastionBroker>[0]) {
     super(core);
     this.profile = profile;
     this.controls = controls;
+  }
+
+  /** Listen, then start the profile's services (admin API, metrics, audit …). */
+  override async listen(): Promise<this> {
+    await super.listen();
+    try {
+      for (const s of this.controls.services) {
+        await s.start(this);
+        this.#started.push(s);
+      }
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+    return this;
+  }
+
+  /** Stop the services, then the broker. */
+  override async close(): Promise<void> {
+    for (const s of this.#started.splice(0).reverse()) {
+      try {
+        await s.stop();
+      } catch (err) {
+        this.logger.warn({ err, service: s.name }, 'service did not stop cleanly');
+      }
+    }
+    await super.close();
   }
 }
 
@@ -59,7 +87,7 @@ export async function resolveBrokerProfile(opts: BrokerOptions): Promise<Profile
 export async function buildBroker(opts: BrokerOptions = {}): Promise<Bastion> {
   const profile = await resolveBrokerProfile(opts);
   const logger = opts.logger ?? pino({ level: profile.logging.level, base: { name: 'bastion' } });
-  const controls = controlsFromProfile(profile);
+  const controls = await controlsFromProfile(profile, logger);
   const listeners = await Promise.all(profile.listeners.map((l) => listenerOptions(l)));
   const auth = profile.authentication;
   return new Bastion(profile, controls, {

@@ -39,3 +39,7 @@ export {
   PROFILE_SCHEMA_FILE,
 } from './json-schema.js';
 export { profileReference, writeProfileReference, REFERENCE_BEGIN, REFERENCE_END } from './reference.js';
+export { defineSection } from './sections/section.js';
+export type { Section, SectionContext, SectionPath } from './sections/section.js';
+export { sections } from './sections/index.js';
+export { size, duration, pathString } from './primitives.js';

@@ -13,6 +13,9 @@ import { messageFor, missingKeyMessage, unknownKeyMessage } from './messages.js'
 import type { ParsedProfile } from './schema.js';
 import { DEFAULT_WS_PATH, TLS_DEFAULTS, TLS_PROTOCOLS, WS_PROTOCOLS, profileSchema } from './schema.js';
 import type { Listener, ListenerTls, Profile, TlsDefaults } from './types.js';
+import { sections } from './sections/index.js';
+import type { SectionsOutput } from './sections/index.js';
+import type { Section } from './sections/section.js';
 import { parseDuration } from './units.js';
 
 export interface ResolveContext {
@@ -235,13 +238,24 @@ function finish(parsed: ParsedProfile, ctx: ResolveContext, issues: Issues, list
     issues.add(['authentication', 'anonymous'], 'value', 'anonymous clients cannot be allowed while authentication.require is set');
   }
 
+  const tiers = { ...parsed.tiers };
+  const sectionValues: Record<string, unknown> = {};
+  for (const [key, section] of Object.entries(sections) as Array<[string, Section<z.ZodType, unknown>]>) {
+    sectionValues[key] = section.resolve((parsed as Record<string, unknown>)[key], {
+      abs,
+      tierFor: (id) => tiers[id.slice(0, 5)] ?? parsed.tier,
+      issue: (path, message) => issues.add([key, ...path], 'value', message),
+    });
+  }
+
   if (issues.list.length > 0) return undefined;
 
   const profile: Profile = {
+    ...(sectionValues as SectionsOutput),
     version: parsed.version,
     ...(parsed.name === undefined ? {} : { name: parsed.name }),
     tier: parsed.tier,
-    tiers: { ...parsed.tiers },
+    tiers,
     listeners,
     ...(topTls === undefined ? {} : { tls: topTls }),
     authentication: {

@@ -3,6 +3,7 @@
  * defaults applied, sizes in bytes, durations in milliseconds, paths absolute, `${env:NAME}`
  * substituted, and each TLS listener carrying its complete, merged TLS settings.
  */
+import type { SectionsOutput } from './sections/index.js';
 import type {
   AUTH_FACTORS,
   CERTIFICATE_IDENTITIES,
@@ -91,7 +92,8 @@ export interface AuthenticationSettings {
   require: AuthFactor[];
 }
 
-export interface Profile {
+/** Sections added by control packages (see sections/index.ts) come in through SectionsOutput. */
+export interface Profile extends SectionsOutput {
   version: 1;
   name?: string;
   tier: Tier;
