@@ -341,8 +341,9 @@ export class BastionBroker extends EventEmitter {
       listener: who?.listener,
       ...extra,
     };
-    const denied = type.endsWith('.denied') || type.endsWith('.refused') || type === 'auth.failed' || type === 'packet.rejected';
-    if (denied) this.logger.warn({ securityEvent: event }, type);
+    // Delivery filtering happens per message under a read ACL: on the bus for detectors, not in the log.
+    if (type === 'forward.denied') this.logger.debug({ securityEvent: event }, type);
+    else if (type.endsWith('.denied') || type.endsWith('.refused') || type === 'auth.failed' || type === 'packet.rejected') this.logger.warn({ securityEvent: event }, type);
     else this.logger.info({ securityEvent: event }, type);
     this.events.emit(event);
     this.emit('security', event);
