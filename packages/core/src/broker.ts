@@ -364,6 +364,11 @@ export class BastionBroker extends EventEmitter {
 
   // ---- data plane --------------------------------------------------------------------------
 
+  /** A failure after an async hook answered (in Aedes' callbacks): logged, never an unhandled rejection. */
+  #internalError = (err: unknown): void => {
+    this.logger.error({ err }, 'internal error after an asynchronous hook');
+  };
+
   #accept(conn: WiredConn, info: ConnectionInfo): void {
     if (this.#state !== 'listening') {
       conn.destroy();
@@ -377,7 +382,7 @@ export class BastionBroker extends EventEmitter {
     r.then((o: AsyncOutcome) => {
       if (o.denial) this.#refuseConnection(conn, info, o.denial, o.index, o.error);
       else if (!conn.destroyed) this.#handOver(conn, info);
-    });
+    }).catch(this.#internalError);
   }
 
   #refuseConnection(conn: Duplex, info: ConnectionInfo, denial: Denial, index: number, error: unknown): void {
@@ -434,7 +439,7 @@ export class BastionBroker extends EventEmitter {
     r.then((o) => {
       if (o.denial) refuse('connection.refused', o.denial, o.index, this.#chains.connect.owners, o.error);
       else afterConnect();
-    });
+    }).catch(this.#internalError);
   };
 
   #authenticate = (client: WiredClient, username: string | undefined, password: Buffer | undefined, done: (err: Error | null, ok: boolean | null) => void): void => {
@@ -473,7 +478,7 @@ export class BastionBroker extends EventEmitter {
         this.logger.error({ err }, 'authentication failed unexpectedly; connection refused');
         done(connackError('internal-error', 'server unavailable'), false);
       },
-    );
+    ).catch(this.#internalError);
   };
 
   async #runAuthentication(live: LiveClient, creds: Credentials): Promise<{ verdict: Denial | undefined; control: string; source: string; factors: string[] }> {
@@ -521,7 +526,7 @@ export class BastionBroker extends EventEmitter {
     r.then((o) => {
       if (o.denial) this.#publishRefused(client as WiredClient, live, packet, o.denial, o.index, o.error, done);
       else done(null);
-    });
+    }).catch(this.#internalError);
   };
 
   #publishRefused(client: WiredClient, live: LiveClient, packet: PublishPacket, denial: Denial, index: number, error: unknown, done: (err?: Error | null) => void): void {
@@ -549,7 +554,7 @@ export class BastionBroker extends EventEmitter {
       done(null, null); // SUBACK 0x80 for this topic; the connection stays
     };
     if (isDenial(r)) return refuse(r, lastRun.index, lastRun.error);
-    r.then((o) => (o.denial ? refuse(o.denial, o.index, o.error) : done(null, sub)));
+    r.then((o) => (o.denial ? refuse(o.denial, o.index, o.error) : done(null, sub))).catch(this.#internalError);
   };
 
   #authorizeForward = (client: WiredClient, packet: PublishPacket): PublishPacket | null => {
