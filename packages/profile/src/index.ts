@@ -43,3 +43,5 @@ export { defineSection } from './sections/section.js';
 export type { Section, SectionContext, SectionPath } from './sections/section.js';
 export { sections } from './sections/index.js';
 export { size, duration, pathString } from './primitives.js';
+export { loadCatalog, subcategories, isKnownControl, CATALOG_FILE } from './catalog.js';
+export type { Catalog, CsfFunction, Category, Subcategory, Scope } from './catalog.js';
