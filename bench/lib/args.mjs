@@ -1,0 +1,96 @@
+/**
+ * Command-line flags of bench/run.mjs. A bad flag is a UsageError: run.mjs prints it with the
+ * usage text and exits 2.
+ */
+import { parseArgs } from 'node:util';
+import { DEFAULT_PARAMS, SCENARIO_NAMES } from './scenarios.mjs';
+import { DISTURBED_PCT } from './stats.mjs';
+import { DEFAULT_TARGET_NAMES, TARGET_NAMES } from './targets.mjs';
+
+export class UsageError extends Error {}
+
+export const USAGE = `usage: node bench/run.mjs [options]
+
+Measures bare Aedes and Bastion side by side, in one run, broker and load generator in separate
+processes pinned to separate CPUs. Prints a table and writes bench/results/<timestamp>.json.
+
+options:
+  --messages N     messages per measurement (default ${DEFAULT_PARAMS.messages})
+  --reps N         repetitions, round-robin across targets (default 3)
+  --only LIST      scenarios, comma-separated: ${SCENARIO_NAMES.join(',')} (default all)
+  --targets LIST   targets, comma-separated, from: ${TARGET_NAMES.join(',')}
+                   (default ${DEFAULT_TARGET_NAMES.join(',')})
+  --warmup N       untimed messages before each measurement (default ${DEFAULT_PARAMS.warmup})
+  --window N       QoS 1 publishes in flight awaiting PUBACK (default ${DEFAULT_PARAMS.qos1Window})
+  --payload N      payload bytes (default ${DEFAULT_PARAMS.payloadBytes})
+  --retries N      re-run a measurement up to N times when other processes took >= ${DISTURBED_PCT}%
+                   of the broker's or generator's CPU during it (default 2; the least disturbed
+                   attempt is kept, the others are listed in the JSON as discarded)
+  --no-pin         do not pin broker and generator to CPUs with taskset
+  --json           print only the JSON result (still written to bench/results/)
+  -h, --help       this text
+
+Run the build first (npm run bench at the repository root does setup, build and this).`;
+
+function positiveInt(name, raw, { min = 1, max = Number.MAX_SAFE_INTEGER } = {}) {
+  if (raw === undefined) return undefined;
+  if (!/^\d+$/.test(raw)) throw new UsageError(`--${name} wants a whole number, got '${raw}'`);
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`--${name} must be at least ${min}, got ${raw}`);
+  if (n > max) throw new UsageError(`--${name} must be at most ${max}, got ${raw}`);
+  return n;
+}
+
+function list(name, raw, known, defaults = known) {
+  if (raw === undefined) return [...defaults];
+  const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  if (items.length === 0) throw new UsageError(`--${name} wants a comma-separated list of: ${known.join(', ')}`);
+  for (const item of items) {
+    if (!known.includes(item)) throw new UsageError(`--${name}: unknown '${item}' (known: ${known.join(', ')})`);
+  }
+  // keep the table order, drop duplicates
+  return known.filter((k) => items.includes(k));
+}
+
+export function parseFlags(argv) {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        messages: { type: 'string' },
+        reps: { type: 'string' },
+        only: { type: 'string' },
+        targets: { type: 'string' },
+        warmup: { type: 'string' },
+        window: { type: 'string' },
+        payload: { type: 'string' },
+        retries: { type: 'string' },
+        'no-pin': { type: 'boolean', default: false },
+        json: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+  } catch (err) {
+    throw new UsageError(err.message);
+  }
+  const v = parsed.values;
+  return {
+    help: v.help,
+    json: v.json,
+    pin: !v['no-pin'],
+    reps: positiveInt('reps', v.reps) ?? 3,
+    retries: positiveInt('retries', v.retries, { min: 0 }) ?? 2,
+    scenarios: list('only', v.only, SCENARIO_NAMES),
+    targets: list('targets', v.targets, TARGET_NAMES, DEFAULT_TARGET_NAMES),
+    params: {
+      ...DEFAULT_PARAMS,
+      messages: positiveInt('messages', v.messages) ?? DEFAULT_PARAMS.messages,
+      warmup: positiveInt('warmup', v.warmup, { min: 0 }) ?? DEFAULT_PARAMS.warmup,
+      qos1Window: positiveInt('window', v.window, { max: 65_535 }) ?? DEFAULT_PARAMS.qos1Window,
+      payloadBytes: positiveInt('payload', v.payload, { max: 256 * 1024 - 1024 }) ?? DEFAULT_PARAMS.payloadBytes,
+    },
+  };
+}
