@@ -10,6 +10,10 @@ import type { Profile } from '@bastion/profile';
 import type { Logger } from 'pino';
 import type { Bastion } from './broker.js';
 import { authentication } from './controls/authentication.js';
+import { revocationControl } from './controls/revocation.js';
+import { certificates } from './controls/tls-reload.js';
+import { admin } from './controls/admin.js';
+import { authorization, gates } from './controls/authorization.js';
 
 export type Phase = 'gate' | 'authenticate' | 'authorize' | 'limit' | 'observe';
 const PHASE_ORDER: Record<Phase, number> = { gate: 0, authenticate: 1, authorize: 2, limit: 3, observe: 4 };
@@ -36,7 +40,7 @@ export interface WiringContext {
 export type ControlFactory = (ctx: WiringContext) => ControlWiring | undefined | Promise<ControlWiring | undefined>;
 
 /** Every control, in no particular order (phases decide). Add new controls here. */
-const FACTORIES: readonly ControlFactory[] = [authentication];
+const FACTORIES: readonly ControlFactory[] = [gates, authentication, authorization, admin, revocationControl, certificates];
 
 export class Controls {
   readonly middleware: readonly Middleware[];

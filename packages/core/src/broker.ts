@@ -250,6 +250,13 @@ export class BastionBroker extends EventEmitter {
     return this.#wired(id)?.[kLive];
   }
 
+  /** A connected client's live subscriptions (topic filter, QoS), or undefined when it is not connected. */
+  subscriptionsOf(clientId: string): Subscription[] | undefined {
+    const c = this.#wired(clientId);
+    if (!c || !c[kLive] || !c.connected) return undefined;
+    return Object.entries(c.subscriptions).map(([topic, s]) => ({ topic, qos: (s?.qos ?? 0) as 0 | 1 | 2 }));
+  }
+
   disconnect(clientId: string, reason: DisconnectReason = 'kicked', detail?: string): boolean {
     const c = this.#wired(clientId);
     if (!c || c.closed) return false;
@@ -270,11 +277,11 @@ export class BastionBroker extends EventEmitter {
     return n;
   }
 
-  /** Re-run authorizeSubscribe over every live subscription; remove those now refused. Returns how many were removed. */
-  async recheckSubscriptions(): Promise<number> {
+  /** Re-run authorizeSubscribe over every live subscription; remove those now refused. Returns what was removed, per client. */
+  async recheckSubscriptions(): Promise<Array<{ client: ClientInfo; topics: string[] }>> {
     const aedes = this.#aedes;
-    if (!aedes) return 0;
-    let removed = 0;
+    const withdrawn: Array<{ client: ClientInfo; topics: string[] }> = [];
+    if (!aedes) return withdrawn;
     for (const c of Object.values((aedes as unknown as { clients: unknown }).clients as Record<string, WiredClient>)) {
       const live = c[kLive];
       if (!live || c.closed) continue;
@@ -286,14 +293,14 @@ export class BastionBroker extends EventEmitter {
         if (denial) refused.push(topic);
       }
       if (refused.length > 0) {
-        removed += refused.length;
+        withdrawn.push({ client: live, topics: refused });
         await new Promise<void>((resolve) => c.unsubscribe({ unsubscriptions: refused } as never, () => resolve()));
         for (const topic of refused) {
           this.#emit('subscribe.denied', 'PR.AC-5', CORE, live, { topic, reason: 'not-authorized', message: 'subscription withdrawn after a rule change' });
         }
       }
     }
-    return removed;
+    return withdrawn;
   }
 
   *#liveClients(): IterableIterator<LiveClient> {
@@ -301,7 +308,9 @@ export class BastionBroker extends EventEmitter {
     if (!aedes) return;
     for (const c of Object.values((aedes as unknown as { clients: unknown }).clients as Record<string, WiredClient>)) {
       const live = c[kLive];
-      if (live && c.connected) yield live;
+      // Authenticated and not closed: Aedes sets `connected` only after the session is restored,
+      // and a ban or rule change in between must still reach this client.
+      if (live && live.connectedAt > 0 && !c.closed) yield live;
     }
   }
 
@@ -427,9 +436,10 @@ export class BastionBroker extends EventEmitter {
     const will = packet.will
       ? ({ topic: packet.will.topic, payload: packet.will.payload, qos: packet.will.qos ?? 0, retain: packet.will.retain ?? false } as PublishPacket)
       : undefined;
-    const info: ConnectPacketInfo = { clientId: live.id, clean: live.clean, keepalive: live.keepalive, protocolVersion: live.protocolVersion, will };
+    const info: ConnectPacketInfo = { clientId: live.id, username: packet.username, clean: live.clean, keepalive: live.keepalive, protocolVersion: live.protocolVersion, will };
     const refuse = (type: SecurityEventType, denial: Denial, index: number, owners: readonly Middleware[], error: unknown, extra?: Partial<SecurityEvent>) => {
-      this.#denialEvent(type, denial, index, owners, live, error, extra);
+      // the event names the username the client claimed (not authenticated: it was refused first)
+      this.#denialEvent(type, denial, index, owners, { ...live, username: packet.username }, error, extra);
       this.#refuseConnect(client, denial.reason, done);
     };
     const r = runVerdictChain(this.#chains.connect, live, info);

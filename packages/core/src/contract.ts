@@ -130,8 +130,8 @@ export interface BrokerContext {
   disconnect(clientId: string, reason: DisconnectReason, detail?: string): boolean;
   /** Close every connection for which `match` is true; returns how many. */
   disconnectWhere(match: (client: ClientInfo) => boolean, reason: DisconnectReason, detail?: string): number;
-  /** Re-check every live subscription of connected clients (after an ACL change). */
-  recheckSubscriptions(): Promise<number>;
+  /** Re-check every live subscription of connected clients (after an ACL change); returns what was withdrawn, per client. */
+  recheckSubscriptions(): Promise<Array<{ client: ClientInfo; topics: string[] }>>;
 }
 
 export type MaybePromise<T> = T | Promise<T>;
@@ -160,6 +160,8 @@ export interface Middleware {
 
 export interface ConnectPacketInfo {
   readonly clientId: string;
+  /** The username the client claims (not yet authenticated). */
+  readonly username: string | undefined;
   readonly clean: boolean;
   readonly keepalive: number;
   readonly protocolVersion: number;

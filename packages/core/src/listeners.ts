@@ -69,6 +69,12 @@ export interface Listener {
   close(): Promise<void>;
   /** Replace certificate/key/CA/CRL for new handshakes; existing connections keep theirs. */
   setSecureContext?(opts: TlsOptions): void;
+  /**
+   * Replace the TLS session-ticket keys (48 bytes): tickets issued before can no longer resume a
+   * session, so those clients make a full handshake (PR.SS-7). Note: setSecureContext also starts
+   * with fresh ticket keys.
+   */
+  setTicketKeys?(keys: Buffer): void;
 }
 
 export function secureContextOptions(t: TlsOptions): tls.SecureContextOptions & tls.TlsOptions {
@@ -181,6 +187,7 @@ export async function startListener(opts: ListenerOptions, accept: AcceptHandler
       close: () => closeServer(server),
       setSecureContext:
         transport === 'mqtts' ? (t: TlsOptions) => (server as tls.Server).setSecureContext(secureContextOptions(t)) : undefined,
+      setTicketKeys: transport === 'mqtts' ? (keys: Buffer) => (server as tls.Server).setTicketKeys(keys) : undefined,
     };
   }
 
@@ -234,5 +241,6 @@ export async function startListener(opts: ListenerOptions, accept: AcceptHandler
       await closeServer(web);
     },
     setSecureContext: transport === 'wss' ? (t: TlsOptions) => (web as https.Server).setSecureContext(secureContextOptions(t)) : undefined,
+    setTicketKeys: transport === 'wss' ? (keys: Buffer) => (web as https.Server).setTicketKeys(keys) : undefined,
   };
 }

@@ -4,8 +4,30 @@
  */
 import type { z } from 'zod';
 import type { Section } from './section.js';
+import { revocationSection } from './revocation.js';
+import { certificatesSection } from './certificates.js';
+import { adminSection } from './admin.js';
+import { persistenceSection } from './persistence.js';
+import { aclSection } from './acl.js';
+import { accessListsSection } from './access-lists.js';
+import { bansSection } from './bans.js';
+import { detectorsSection } from './detectors.js';
+import { responsesSection } from './responses.js';
+import { auditSection } from './audit.js';
+import { metricsSection } from './metrics.js';
 
 export const sections = {
+  revocation: revocationSection,
+  certificates: certificatesSection,
+  admin: adminSection,
+  persistence: persistenceSection,
+  acl: aclSection,
+  accessLists: accessListsSection,
+  bans: bansSection,
+  detectors: detectorsSection,
+  responses: responsesSection,
+  audit: auditSection,
+  metrics: metricsSection,
 } satisfies Record<string, Section<z.ZodType, unknown>>;
 
 type Sections = typeof sections;

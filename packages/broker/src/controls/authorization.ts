@@ -1,0 +1,38 @@
+import { accessList, acl, bans } from '@bastion/middleware';
+import type { ControlFactory } from '../controls.js';
+
+/** PR.SS-4 / RS.RP-3: static access lists and bans — gates before CONNECT is read. Bans are always on (responses and the admin API use them). */
+export const gates: ControlFactory = ({ profile }) => {
+  const lists = profile.accessLists;
+  return {
+    phase: 'gate',
+    middleware: [
+      ...(lists ? [accessList({ addresses: lists.addresses, clientIds: lists.clientIds })] : []),
+      bans({ maxBans: profile.bans.maxBans, bans: profile.bans.initial }),
+    ],
+  };
+};
+
+/** PR.AC-5: the ACL, from `acl` (and on by default from tier 2 with default deny). */
+export const authorization: ControlFactory = ({ profile }) => {
+  const a = profile.acl;
+  if (!a) return undefined;
+  return {
+    phase: 'authorize',
+    middleware: [
+      acl({
+        // the profile's $SYS subscribers keep their grant under a default-deny ACL
+        rules: [
+          ...(profile.sys.subscribers.length > 0
+            ? [{ id: 'sys-subscribers', effect: 'allow' as const, priority: 1_000_000, users: profile.sys.subscribers, actions: ['subscribe' as const, 'read' as const], topics: ['$SYS/#'] }]
+            : []),
+          ...a.rules,
+        ],
+        ...(a.file === undefined ? {} : { file: a.file }),
+        defaultEffect: a.defaultEffect,
+        onRevoked: a.onRevoked,
+        publishDenied: a.publishDenied,
+      }),
+    ],
+  };
+};
