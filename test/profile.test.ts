@@ -382,7 +382,7 @@ describe('resolving', () => {
 
   it('applies defaults: one mqtts listener on 127.0.0.1:8883, no anonymous clients', () => {
     const profile = resolveProfile({ version: 1, tls: { cert: 'c.pem', key: 'k.pem' } }, { baseDir: '/b' });
-    expect(profile).toEqual<Profile>({
+    expect(profile).toMatchObject({
       version: 1,
       tier: 1,
       tiers: {},
