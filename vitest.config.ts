@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 import { fileURLToPath } from 'node:url';
 
 const pkg = (name: string) => fileURLToPath(new URL(`./packages/${name}/src/index.ts`, import.meta.url));
-const packages = ['core', 'profile', 'pki', 'middleware', 'detect', 'persistence', 'broker', 'cli'];
+const packages = ['core', 'profile', 'pki', 'middleware', 'detect', 'persistence', 'admin', 'broker', 'cli'];
 
 export default defineConfig({
   resolve: {

@@ -17,7 +17,9 @@
  */
 import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToIo } from 'node:timers/promises';
+import { readFileSync } from 'node:fs';
 import { connectClient, endClient, subscribe, tlsInfo } from './clients.mjs';
+import { closeAll, connectMany } from './raw-mqtt.mjs';
 
 export const DEFAULT_PARAMS = {
   messages: 100_000,
@@ -29,7 +31,63 @@ export const DEFAULT_PARAMS = {
   qos1Window: 1_000,
   /** QoS 0: when nothing arrives for this long after the last publish, the loss is accepted. */
   idleMs: 2_000,
+  /** Connection rate: connections opened (and held) in the timed part, handshakes in flight. */
+  connections: 5_000,
+  connWindow: 100,
+  /** Connection rate: connections opened and closed untimed first (JIT, pools). */
+  connWarmup: 1_000,
 };
+
+/** TLS options of a raw connection (CA, servername, client certificate when the target wants one). */
+function rawTlsOpts(conn) {
+  if (conn.transport !== 'tls') return undefined;
+  const o = { ca: readFileSync(conn.caFile, 'utf8'), servername: conn.servername, rejectUnauthorized: true };
+  if (conn.certFile) {
+    o.cert = readFileSync(conn.certFile, 'utf8');
+    o.key = readFileSync(conn.keyFile, 'utf8');
+  }
+  return o;
+}
+
+/**
+ * Connection rate: N clients connect (raw CONNECT, clean session, password when the target has
+ * users), at most \`connWindow\` handshakes in flight, and stay connected — a fleet reconnecting
+ * after an outage. value = CONNACKs per second; broker CPU per accepted connection is µs/msg.
+ */
+async function prepareConnRate({ conn, params }) {
+  const tag = `${process.pid.toString(36)}${Date.now().toString(36)}`;
+  const tlsOpts = rawTlsOpts(conn);
+  const base = { window: params.connWindow, username: conn.username, password: conn.password, tlsOpts };
+  if (params.connWarmup > 0) {
+    const w = await connectMany(conn, params.connWarmup, { ...base, clientId: (i) => `w${tag}-${i}` });
+    if (w.failed > 0) {
+      await closeAll(w.sockets);
+      throw new Error(`connection warm-up: ${w.failed} of ${params.connWarmup} failed: ${JSON.stringify(w.errors)}`);
+    }
+    await closeAll(w.sockets);
+  }
+  let held = [];
+  return {
+    info: {},
+    async measure() {
+      const r = await connectMany(conn, params.connections, { ...base, clientId: (i) => `c${tag}-${i}` });
+      held = r.sockets;
+      return {
+        value: r.sockets.length / (r.elapsedMs / 1000),
+        unit: 'conn/s',
+        delivered: r.sockets.length,
+        expected: params.connections,
+        lost: r.failed,
+        errors: r.failed > 0 ? r.errors : undefined,
+        elapsedMs: r.elapsedMs,
+      };
+    },
+    async close() {
+      await closeAll(held);
+      held = [];
+    },
+  };
+}
 
 /**
  * QoS 0: batches of `batch` publishes; the last one carries a callback, which mqtt.js calls at
@@ -183,6 +241,13 @@ export const SCENARIOS = [
     unit: 'msg/s',
     higherIsBetter: true,
     prepare: pubSubThroughput(1),
+  },
+  {
+    name: 'connrate',
+    description: 'connection rate: raw CONNECTs (clean session, password where the target has users), a window of handshakes in flight, connections held',
+    unit: 'conn/s',
+    higherIsBetter: true,
+    prepare: prepareConnRate,
   },
 ];
 

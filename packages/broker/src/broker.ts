@@ -8,8 +8,9 @@ import { BastionBroker } from '@bastion/core';
 import type { Middleware } from '@bastion/core';
 import { defaultProfile, loadProfile, resolveProfile } from '@bastion/profile';
 import type { Profile, ProfileInput } from '@bastion/profile';
-import { controlsFromProfile } from './controls.js';
-import type { Controls, Service } from './controls.js';
+import { Controls, controlsFromProfile } from './controls.js';
+import type { Service } from './controls.js';
+import { persistenceFromProfile } from './controls/persistence.js';
 import { listenerOptions } from './listeners.js';
 import { announceFirstStart, ensureDevMaterial } from './dev-setup.js';
 import type { FirstStartInfo } from './dev-setup.js';
@@ -87,13 +88,18 @@ export async function resolveBrokerProfile(opts: BrokerOptions): Promise<Profile
 export async function buildBroker(opts: BrokerOptions = {}): Promise<Bastion> {
   const profile = await resolveBrokerProfile(opts);
   const logger = opts.logger ?? pino({ level: profile.logging.level, base: { name: 'bastion' } });
-  const controls = await controlsFromProfile(profile, logger);
+  const wired = await controlsFromProfile(profile, logger);
   const listeners = await Promise.all(profile.listeners.map((l) => listenerOptions(l)));
   const auth = profile.authentication;
+  // Persistence is not middleware: its store and mq go to Aedes; its middleware and services join the controls.
+  const store = await persistenceFromProfile(profile, logger);
+  const controls = new Controls([...wired.middleware, ...store.middleware], [...wired.services, ...store.services]);
   return new Bastion(profile, controls, {
     listeners,
     middleware: [...controls.middleware, ...(opts.middleware ?? [])],
     logger,
+    persistence: store.persistence,
+    mq: store.mq,
     maxPacketSize: profile.limits.maxPacketSize,
     connectTimeout: profile.limits.connectTimeout,
     anonymous: auth.anonymous,

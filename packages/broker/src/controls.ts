@@ -14,6 +14,9 @@ import { revocationControl } from './controls/revocation.js';
 import { certificates } from './controls/tls-reload.js';
 import { admin } from './controls/admin.js';
 import { authorization, gates } from './controls/authorization.js';
+import { detectorsControl, responsesControl } from './controls/detectors.js';
+import { auditControl } from './controls/audit.js';
+import { metricsControl } from './controls/metrics.js';
 
 export type Phase = 'gate' | 'authenticate' | 'authorize' | 'limit' | 'observe';
 const PHASE_ORDER: Record<Phase, number> = { gate: 0, authenticate: 1, authorize: 2, limit: 3, observe: 4 };
@@ -40,7 +43,7 @@ export interface WiringContext {
 export type ControlFactory = (ctx: WiringContext) => ControlWiring | undefined | Promise<ControlWiring | undefined>;
 
 /** Every control, in no particular order (phases decide). Add new controls here. */
-const FACTORIES: readonly ControlFactory[] = [gates, authentication, authorization, admin, revocationControl, certificates];
+const FACTORIES: readonly ControlFactory[] = [gates, authentication, authorization, admin, revocationControl, certificates, responsesControl, detectorsControl, auditControl, metricsControl];
 
 export class Controls {
   readonly middleware: readonly Middleware[];

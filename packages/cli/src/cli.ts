@@ -7,6 +7,11 @@ import { register as start } from './commands/start.js';
 import { register as profile } from './commands/profile.js';
 import { register as passwd } from './commands/passwd.js';
 import { register as certs } from './commands/certs.js';
+import { register as admin } from './commands/admin.js';
+import { register as audit } from './commands/audit.js';
+import { register as backup } from './commands/backup.js';
+import { register as restore } from './commands/restore.js';
+import { register as keys } from './commands/keys.js';
 import { reportError } from './errors.js';
 
 export function buildProgram(): Command {
@@ -19,6 +24,11 @@ export function buildProgram(): Command {
   profile(program);
   passwd(program);
   certs(program);
+  admin(program);
+  audit(program);
+  backup(program);
+  restore(program);
+  keys(program);
   for (const cmd of program.commands) applyExitOverride(cmd);
   return program;
 }

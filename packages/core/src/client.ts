@@ -1,5 +1,8 @@
 import type { ClientCertificate, ClientInfo, ConnectionInfo, DisconnectReason, Transport } from './contract.js';
 
+export const kWire = Symbol('bastion.wire');
+export const kKeepalive = Symbol('bastion.keepalive');
+
 /**
  * The broker's record of one connection. Middleware sees it through the read-only ClientInfo
  * interface; the broker fills in identity as CONNECT and authentication progress.
@@ -18,6 +21,10 @@ export class LiveClient implements ClientInfo {
   /** Errors seen on the connection (protocol errors, keepalive timeout). */
   error: Error | undefined = undefined;
   keepaliveExpired = false;
+  /** The Aedes client behind this record, for the helpers below (set at hand-over; never exposed). */
+  [kWire]: { readonly subscriptions: Readonly<Record<string, unknown>> } | undefined = undefined;
+  /** A keepalive set by a middleware in onConnect (see setKeepalive); applied before Aedes arms its timer. */
+  [kKeepalive]: number | undefined = undefined;
   readonly remoteAddress: string;
   readonly remotePort: number;
   readonly listener: string;
@@ -60,4 +67,20 @@ export class LiveClient implements ClientInfo {
       },
     };
   }
+}
+
+/**
+ * Change the keepalive a client asked for, in seconds (0 = none). Only meaningful in `onConnect`:
+ * the broker applies it before Aedes arms the keepalive timer (1.5 × keepalive, [MQTT-3.1.2-24]).
+ * MQTT 3.1.1 cannot tell the client, so a client pinging less often than this is disconnected.
+ */
+export function setKeepalive(client: ClientInfo, seconds: number): void {
+  if (client instanceof LiveClient && Number.isInteger(seconds) && seconds >= 0 && seconds <= 65535) client[kKeepalive] = seconds;
+}
+
+/** How many subscriptions a connected client holds now (0 when unknown). */
+export function subscriptionCount(client: ClientInfo): number {
+  if (!(client instanceof LiveClient)) return 0;
+  const subs = client[kWire]?.subscriptions;
+  return subs === undefined ? 0 : Object.keys(subs).length;
 }

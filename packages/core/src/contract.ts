@@ -79,6 +79,11 @@ export interface Denial {
   readonly control?: string;
   /** For PUBLISH: acknowledge and discard (`drop`, spec-compliant for 3.1.1) or close the connection. */
   readonly action?: 'drop' | 'disconnect';
+  /**
+   * The middleware reports this refusal itself (a throttled `rate.limited` event, say), so the
+   * core emits no per-request event for it: a flood must not become a flood of log lines.
+   */
+  readonly silent?: boolean;
 }
 
 export type Verdict = Denial | undefined | void;
@@ -117,6 +122,10 @@ export type DisconnectReason =
   | 'kicked' // by an operator, the embedding API or a response action
   | 'taken-over' // same client id connected again
   | 'denied' // a middleware refused and the connection was closed
+  | 'idle-timeout' // no application data for too long (auto-disconnect)
+  | 'max-age' // connected for longer than the maximum connection age (auto-disconnect)
+  | 'slow-consumer' // did not read what the broker sent it
+  | 'rate-limited' // exceeded a rate limit too often
   | 'broker-closing';
 
 /** What a middleware may use of the broker. Given once to `setup`. */

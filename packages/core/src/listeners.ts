@@ -61,6 +61,12 @@ export interface ListenerOptions {
 
 export type AcceptHandler = (conn: Duplex, info: ConnectionInfo) => void;
 export type TlsErrorHandler = (info: { listener: string; remoteAddress: string; error: Error }) => void;
+/**
+ * Called with each accepted TCP socket before anything is read from it (before the TLS handshake or
+ * the WebSocket upgrade); false refuses it: the socket is destroyed at once. The gate counts what it
+ * admits and releases it on the socket's 'close'.
+ */
+export type SocketGate = (socket: net.Socket, listener: string) => boolean;
 
 export interface Listener {
   readonly name: string;
@@ -145,21 +151,34 @@ function closeServer(server: net.Server): Promise<void> {
   });
 }
 
-export async function startListener(opts: ListenerOptions, accept: AcceptHandler, onTlsError: TlsErrorHandler): Promise<Listener> {
+export async function startListener(opts: ListenerOptions, accept: AcceptHandler, onTlsError: TlsErrorHandler, gate?: SocketGate): Promise<Listener> {
   const host = opts.host ?? '127.0.0.1';
   const transport = opts.transport;
   if ((transport === 'mqtts' || transport === 'wss') && !opts.tls) {
     throw new BastionError('BASTION_ERR_TLS_CONFIG', `listener ${opts.name ?? transport}: ${transport} needs tls.cert and tls.key`);
   }
   let name = opts.name ?? `${transport}:${opts.port}`;
+  const refused = new WeakSet<net.Socket>();
   const reportTlsError = (err: Error, socket: tls.TLSSocket | net.Socket) => {
+    // Node leaves the socket open after a handshake error or timeout: close it, or a slowloris
+    // handshake would hold it forever despite handshakeTimeout.
+    socket.destroy();
+    const raw = (socket as unknown as { _parent?: net.Socket })._parent;
+    if (raw !== undefined && refused.has(raw)) return; // refused by the gate: reported there
     onTlsError({ listener: name, remoteAddress: normalizeAddress(socket.remoteAddress), error: err });
+  };
+  const admit = (socket: net.Socket): boolean => {
+    if (gate === undefined || gate(socket, name)) return true;
+    refused.add(socket);
+    socket.destroy();
+    return false;
   };
 
   if (transport === 'mqtt' || transport === 'mqtts') {
     let server: net.Server;
     if (transport === 'mqtt') {
       server = net.createServer((socket) => {
+        if (!admit(socket)) return;
         if (opts.noDelay) socket.setNoDelay(true);
         accept(socket, plainInfo(socket, name, transport));
       });
@@ -176,6 +195,8 @@ export async function startListener(opts: ListenerOptions, accept: AcceptHandler
         accept(socket, tlsInfo(socket, name, transport));
       });
       server.on('tlsClientError', reportTlsError);
+      // the raw TCP socket, before the handshake
+      if (gate) server.on('connection', admit);
     }
     await listenOn(server, host, opts.port, name);
     const address = () => server.address() as AddressInfo;
@@ -193,10 +214,14 @@ export async function startListener(opts: ListenerOptions, accept: AcceptHandler
 
   // WebSocket: MQTT over ws/wss, subprotocol 'mqtt'.
   const path = opts.path ?? '/mqtt';
+  // The HTTP upgrade must finish in time too (a slowloris sending headers byte by byte).
+  const upgradeTimeout = opts.tls?.handshakeTimeout ?? 10_000;
+  const httpTimeouts = { headersTimeout: upgradeTimeout, requestTimeout: upgradeTimeout, connectionsCheckingInterval: Math.min(1_000, upgradeTimeout) };
   const web =
     transport === 'wss'
-      ? https.createServer(secureContextOptions(opts.tls as TlsOptions))
-      : http.createServer();
+      ? https.createServer({ ...secureContextOptions(opts.tls as TlsOptions), ...httpTimeouts })
+      : http.createServer(httpTimeouts);
+  if (gate) web.on('connection', admit);
   web.on('request', (_req, res) => {
     res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket only\n');
   });

@@ -29,6 +29,11 @@ export interface PasswordAuth extends Middleware {
   setUsers(users: Iterable<UserRecord>): void;
   hasUser(username: string): boolean;
   userCount(): number;
+  /**
+   * Revoke a user's credential now (RS.RP-2): the user is refused and its sessions are closed. It
+   * stays refused across reloads until the users file gives it a new password. False if unknown.
+   */
+  revoke(username: string): boolean;
 }
 
 const BAD = deny('bad-credentials', 'wrong username or password');
@@ -39,6 +44,8 @@ export function passwordAuth(opts: PasswordAuthOptions): PasswordAuth {
   for (const u of opts.users ?? []) users.set(u.username, u);
   const processKey = randomBytes(32);
   const verified = new Map<string, Buffer>();
+  /** Revoked credentials: username → the hash that was revoked (a new password lifts it). */
+  const revoked = new Map<string, string>();
   let ctx: BrokerContext | undefined;
   let watcher: FSWatcher | undefined;
   let dummyHash = '';
@@ -46,6 +53,7 @@ export function passwordAuth(opts: PasswordAuthOptions): PasswordAuth {
   const proof = (hash: string, password: Buffer) => createHmac('sha256', processKey).update(hash).update('\u0000').update(password).digest();
 
   const apply = (next: Map<string, UserRecord>) => {
+    for (const [name, hash] of revoked) if (next.get(name)?.hash === hash) next.delete(name);
     const before = users;
     users = next;
     if (!ctx) return;
@@ -91,6 +99,16 @@ export function passwordAuth(opts: PasswordAuthOptions): PasswordAuth {
     },
     hasUser: (u) => users.has(u),
     userCount: () => users.size,
+    revoke(username) {
+      const u = users.get(username);
+      if (!u) return false;
+      revoked.set(username, u.hash);
+      const next = new Map(users);
+      next.delete(username);
+      apply(next);
+      ctx?.logger.warn({ username }, 'credential revoked');
+      return true;
+    },
     async authenticate(_client: ClientInfo, creds: Credentials): Promise<AuthVerdict> {
       if (creds.username === undefined) return undefined; // this factor was not presented
       if (creds.password === undefined) return NO_PASSWORD;
@@ -103,10 +121,12 @@ export function passwordAuth(opts: PasswordAuthOptions): PasswordAuth {
       const known = verified.get(user.username);
       if (known !== undefined && timingSafeEqual(known, p)) return accept('password', user.username, user.groups);
       if (!(await verifyPassword(user.hash, creds.password))) return BAD;
-      // the table may have changed while scrypt ran
-      if (users.get(user.username) !== user) return BAD;
+      // the table may have changed while scrypt ran: a new password (or removal) refuses; a reload of
+      // the same file (new record objects, same hash) must not
+      const now = users.get(user.username);
+      if (now === undefined || now.hash !== user.hash) return BAD;
       verified.set(user.username, p);
-      return accept('password', user.username, user.groups);
+      return accept('password', now.username, now.groups);
     },
     close() {
       watcher?.close();

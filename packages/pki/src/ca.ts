@@ -34,11 +34,11 @@ export function createCA(opts: CreateCAOptions): Issued {
   const subject: SubjectAttribute[] = [];
   if (opts.organization !== undefined) subject.push({ shortName: 'O', value: opts.organization });
   subject.push({ shortName: 'CN', value: opts.commonName });
-  const { publicKey, keyPem } = generateKey(opts.keyType ?? CA_DEFAULT_KEY_TYPE);
+  const { spkiDer, keyPem } = generateKey(opts.keyType ?? CA_DEFAULT_KEY_TYPE);
   const { der, pem } = signCertificate(
     {
       subject,
-      publicKey,
+      spkiDer,
       notBefore,
       notAfter,
       extensions: [
@@ -80,7 +80,7 @@ export function openCA(ca: CertificateAuthority): OpenedCA {
   if (cert.keyUsage && !cert.keyUsage.has(KEY_USAGE.keyCertSign)) {
     throw new PkiError('BASTION_ERR_PKI_BAD_CA', 'The CA certificate does not allow certificate signing (keyUsage lacks keyCertSign).');
   }
-  const key = loadPrivateKey(ca.keyPem, 'CA key');
+  const key = loadPrivateKey(ca.keyPem, 'CA key', ca.passphrase);
   if (!publicSpkiOf(key).equals(cert.spkiDer)) {
     throw new PkiError(
       'BASTION_ERR_PKI_KEY_MISMATCH',

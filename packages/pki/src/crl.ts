@@ -3,7 +3,7 @@
  * node-forge has no CRL support, so the structure is built with its ASN.1 encoder and
  * parsed with the strict DER reader in der.ts.
  */
-import { createPublicKey, sign, verify } from 'node:crypto';
+import { createPublicKey, verify } from 'node:crypto';
 import forge from 'node-forge';
 import { openCA } from './ca.js';
 import {
@@ -33,7 +33,7 @@ import { PkiError } from './errors.js';
 import { formatName, parseName } from './names.js';
 import { looksLikePem, pemDecode, pemEncode } from './pem.js';
 import { normalizeSerial } from './serial.js';
-import { algorithmIdentifier } from './sign.js';
+import { algorithmIdentifier, signatureAlgorithmFor, signWith } from './sign.js';
 import type { CertificateAuthority } from './types.js';
 import { KEY_USAGE, OID, parseCertificate, type ParsedCertificate } from './x509.js';
 
@@ -142,7 +142,7 @@ function revokedEntry(entry: RevokedEntry): forge.asn1.Asn1 {
 }
 
 /**
- * Creates a PEM "X509 CRL" (v2) signed with sha256WithRSAEncryption by the CA, with the
+ * Creates a PEM "X509 CRL" (v2) signed by the CA (sha256WithRSAEncryption, or ECDSA for an EC CA), with the
  * CRL number and authority key identifier extensions and a reasonCode entry extension
  * for every entry that has a reason. Duplicate serials are listed once (first wins).
  */
@@ -167,9 +167,10 @@ export function createCRL(ca: CertificateAuthority, revoked: RevokedEntry[], opt
     entries.push(revokedEntry(entry));
   }
 
+  const alg = signatureAlgorithmFor(signer.key);
   const tbsFields: forge.asn1.Asn1[] = [
     encodeUnsignedInteger(1n), // v2
-    algorithmIdentifier(OID.sha256WithRSAEncryption),
+    algorithmIdentifier(alg.oid),
     fromDerBuffer(signer.cert.subjectDer), // issuer, byte-identical to the CA's subject
     encodeTime(thisUpdate),
     encodeTime(nextUpdate),
@@ -187,8 +188,8 @@ export function createCRL(ca: CertificateAuthority, revoked: RevokedEntry[], opt
     ]),
   );
   const tbsDer = toDerBuffer(asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, tbsFields));
-  const signature = sign('sha256', tbsDer, signer.key);
-  const der = encodeSigned(tbsDer, toDerBuffer(algorithmIdentifier(OID.sha256WithRSAEncryption)), signature);
+  const signature = signWith(alg, tbsDer, signer.key);
+  const der = encodeSigned(tbsDer, toDerBuffer(algorithmIdentifier(alg.oid)), signature);
   return pemEncode('X509 CRL', der);
 }
 
@@ -303,6 +304,12 @@ function decodeCRL(input: string | Buffer): DecodedCRL {
     if (err instanceof PkiError) throw err;
     throw badCrl(err instanceof Error ? err.message : String(err), err);
   }
+}
+
+/** The DER bytes of a CRL given as PEM or DER (checked to decode as a CRL). */
+export function crlToDer(pemOrDer: string | Buffer): Buffer {
+  decodeCRL(pemOrDer);
+  return Buffer.from(crlDer(pemOrDer));
 }
 
 /** Decodes a CRL (PEM or DER). Serials are normalized (see normalizeSerial). */

@@ -61,7 +61,7 @@ export async function writePrivateFile(path: string, data: string): Promise<void
 }
 
 /** Writes a certificate / CRL / other public file with mode 0644, atomically. */
-export async function writePublicFile(path: string, data: string): Promise<void> {
+export async function writePublicFile(path: string, data: string | Buffer): Promise<void> {
   await writeFileAtomic(path, data, PUBLIC_FILE_MODE);
 }
 

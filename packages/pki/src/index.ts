@@ -1,7 +1,7 @@
 /**
  * @bastion/pki: a small X.509 toolkit for Bastion (CA, TLS server/client certificates,
- * CRLs and the on-disk development PKI). RSA only: node-forge cannot sign with EC keys,
- * so EC P-256 is not supported.
+ * CRLs and the on-disk PKI directory). RSA 2048+ and EC P-256/P-384 keys: node-forge builds
+ * the ASN.1, node:crypto makes the keys and the signatures.
  */
 export type { KeyType } from './keys.js';
 export { KEY_TYPES } from './keys.js';
@@ -40,3 +40,29 @@ export {
   type IssueClientToDirOptions,
   type ListedCertificate,
 } from './store.js';
+// Lifecycle: EC keys, encrypted CA keys, server certificates, renewal, revocation targets, statuses.
+export { keyTypeOf, describeKey, isEncryptedKeyPem, encryptPrivateKeyPem, MIN_RSA_BITS } from './keys.js';
+export { certificateIssuerAndSerial } from './info.js';
+export {
+  CA_PASSPHRASE_ENV,
+  caPassphrase,
+  crlLifetime,
+  listServerNames,
+  resolveRevocationTarget,
+  type CaAccess,
+  type CrlOptions,
+  type CertificateStatus,
+  type ListCertificatesOptions,
+  type RevokeResult,
+} from './store.js';
+export {
+  issueServerToDir,
+  renewInDir,
+  serverPaths,
+  type CertificateKind,
+  type IssueServerToDirOptions,
+  type RenewOptions,
+  type RenewResult,
+} from './lifecycle.js';
+export { crlToDer } from './crl.js';
+export { writePublicFile, writeFileAtomic } from './files.js';

@@ -1,3 +1,5 @@
+import { createPublicKey } from 'node:crypto';
+import { describeKey } from './keys.js';
 import { commonNameOf, formatName } from './names.js';
 import { fingerprint256, parseCertificate } from './x509.js';
 
@@ -17,6 +19,16 @@ export interface CertificateInfo {
   ipAddresses: string[];
   /** SHA-256 of the DER, "AB:CD:..." like Node's X509Certificate#fingerprint256. */
   fingerprint256: string;
+  /** The certified public key: "RSA 2048", "EC P-256", "ED25519" … ("unknown" when Node cannot read it). */
+  publicKey: string;
+}
+
+function publicKeyLabel(spkiDer: Buffer): string {
+  try {
+    return describeKey(createPublicKey({ key: spkiDer, format: 'der', type: 'spki' }));
+  } catch {
+    return 'unknown';
+  }
 }
 
 /**
@@ -36,8 +48,18 @@ export function certificateInfo(certPem: string | Buffer): CertificateInfo {
     emails: [...c.altNames.emails],
     ipAddresses: [...c.altNames.ipAddresses],
     fingerprint256: fingerprint256(c.der),
+    publicKey: publicKeyLabel(c.spkiDer),
   };
   const cn = commonNameOf(c.subject);
   if (cn !== undefined) info.commonName = cn;
   return info;
+}
+
+/**
+ * The issuer (RFC 4514, as in `certificateInfo` and `parseCRL`) and serial of a certificate: the
+ * pair a CRL entry names. Cheaper than `certificateInfo` (no fingerprint, no key decoding).
+ */
+export function certificateIssuerAndSerial(cert: string | Buffer): { issuer: string; serial: string } {
+  const c = parseCertificate(cert);
+  return { issuer: formatName(c.issuer), serial: c.serial };
 }

@@ -115,13 +115,17 @@ function issue(
       `The certificate would outlive its CA (CA expires ${signer.cert.notAfter.toISOString()}). Use a shorter validity or renew the CA.`,
     );
   }
-  const { publicKey, keyPem } = generateKey(keyType);
+  const { spkiDer, keyPem } = generateKey(keyType);
+  const ec = keyType.startsWith('ec-');
   const { der, pem } = signCertificate(
     {
       subject,
-      publicKey,
+      spkiDer,
       ...validity,
-      extensions: extensions.filter((e): e is object => e !== undefined),
+      // keyEncipherment is RSA key transport; an EC key only signs (ECDHE).
+      extensions: extensions
+        .filter((e): e is object => e !== undefined)
+        .map((e) => ((e as { name?: string }).name === 'keyUsage' && ec ? { ...e, keyEncipherment: false } : e)),
     },
     { key: signer.key, issuerNameDer: signer.cert.subjectDer, keyIdentifier: signer.keyIdentifier },
   );

@@ -14,5 +14,8 @@ export interface Issued {
 /** A CA certificate and its private key, both PEM. */
 export interface CertificateAuthority {
   certPem: string;
+  /** Plain or encrypted ("ENCRYPTED PRIVATE KEY") PKCS#8 PEM. */
   keyPem: string;
+  /** Passphrase of an encrypted `keyPem`. Never logged. */
+  passphrase?: string;
 }

@@ -17,10 +17,10 @@ export const TICKET_ROTATION_BY_TIER: Readonly<Record<Tier, number>> = { 1: DAY,
 
 const schema = z
   .strictObject({
-    reload: z
+    watch: z
       .boolean()
       .default(true)
-      .describe("Watch each TLS listener's `cert`, `key`, `ca` and `crl` files and load them again when they change: new handshakes get the new files, connected clients stay. A certificate that does not match its key, or does not parse, is refused and the previous one stays."),
+      .describe("Watch each TLS listener's `cert`, `key`, `ca` and `crl` files and load them again when they change (besides SIGHUP and the embedding API): new handshakes get the new files, connected clients stay. A certificate that does not parse, does not match its key or is outside its validity is refused and the previous one stays."),
     sighup: z
       .boolean()
       .default(true)
@@ -39,7 +39,7 @@ const schema = z
 
 /** The resolved `certificates` section (always present: defaults apply when the key is absent). */
 export interface CertificateSettings {
-  reload: boolean;
+  watch: boolean;
   sighup: boolean;
   /** Milliseconds; undefined = never rotate. */
   ticketKeyRotation?: number;
@@ -53,7 +53,7 @@ export const certificatesSection = defineSection({
   resolve(parsed, ctx): CertificateSettings {
     const p = parsed ?? schema.parse({});
     const rotation = p.ticketKeyRotation === undefined ? TICKET_ROTATION_BY_TIER[ctx.tierFor('PR.SS')] : p.ticketKeyRotation;
-    const out: CertificateSettings = { reload: p.reload, sighup: p.sighup, expiryWarning: p.expiryWarning };
+    const out: CertificateSettings = { watch: p.watch, sighup: p.sighup, expiryWarning: p.expiryWarning };
     if (rotation !== false) out.ticketKeyRotation = rotation;
     return out;
   },

@@ -1,0 +1,61 @@
+/** Request bodies of the admin API (zod, strict: an unknown field is a 400, never ignored). */
+import { z } from 'zod';
+import { validateUsername } from '@bastion/middleware';
+import { parseDuration } from '@bastion/profile';
+
+const username = z.string().superRefine((v, ctx) => {
+  const bad = validateUsername(v);
+  if (bad) ctx.addIssue({ code: 'custom', message: bad });
+});
+
+/** At least 8 characters (as `bastion passwd`); the upper bound keeps one scrypt call bounded. */
+export const password = z.string().min(8, 'a password needs at least 8 characters').max(1024, 'a password is at most 1024 characters');
+
+const group = z.string().regex(/^[^\s:,]+$/, 'a group is one word without spaces, ":" or ","');
+
+export const newUserBody = z.strictObject({
+  username,
+  password,
+  groups: z.array(group).max(64).optional(),
+});
+
+export const passwordBody = z.strictObject({ password });
+
+/** "permanent", a duration like "15m" / "24h" / "1h30m", or milliseconds. */
+export const banDuration = z
+  .union([z.string(), z.number()], { error: (iss) => (iss.input === undefined ? 'required: a duration like 15m or 24h, or "permanent"' : `expected a duration like 15m or 24h, or "permanent", got ${JSON.stringify(iss.input)}`) })
+  .transform((v, ctx): number | undefined => {
+    if (v === 'permanent') return undefined;
+    let ms: number;
+    try {
+      ms = parseDuration(v);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: `expected a duration like 15m or 24h, or "permanent", got ${JSON.stringify(v)}` });
+      return z.NEVER;
+    }
+    if (ms <= 0) {
+      ctx.addIssue({ code: 'custom', message: 'a ban lasts longer than 0 ms (or is "permanent")' });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+export const banBody = z
+  .strictObject({
+    ip: z.string().min(1).max(64).optional(),
+    clientId: z.string().min(1).max(65535).optional(),
+    username: z.string().min(1).max(65535).optional(),
+    duration: banDuration,
+    reason: z.string().max(1000).optional(),
+  })
+  .refine((b) => b.ip !== undefined || b.clientId !== undefined || b.username !== undefined, { message: 'name at least one of ip, clientId, username' });
+
+export const disconnectBody = z.strictObject({ reason: z.string().max(1000).optional() }).optional();
+
+/** One ACL rule: its fields are checked by the ACL itself (the same rules as the rules file). */
+export const aclRuleBody = z.record(z.string(), z.unknown());
+
+/** PUT /v1/acl: `{ rules: [...] }` or the bare list. */
+export const aclReplaceBody = z
+  .union([z.strictObject({ rules: z.array(z.unknown()) }), z.array(z.unknown())], { error: 'expected {"rules": [...]} or a list of rules' })
+  .transform((v) => (Array.isArray(v) ? v : v.rules));

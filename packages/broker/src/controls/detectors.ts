@@ -1,0 +1,68 @@
+import { detectors, responses } from '@bastion/detect';
+import type { Detectors, ResponseCapabilities, Responses } from '@bastion/detect';
+import type { Bans, PasswordAuth, Revocation } from '@bastion/middleware';
+import type { ControlFactory } from '../controls.js';
+
+/**
+ * RS.RP-1…6 from `responses`: the response engine. Always present (its lockdown, topic blocks and
+ * action methods serve the embedding and admin APIs); its rules come from the profile. Once the
+ * broker listens it is given the bans, passwords and revocation controls and a graceful shutdown.
+ */
+export const responsesControl: ControlFactory = ({ profile }) => {
+  const r = profile.responses;
+  const mw = responses(
+    r === undefined
+      ? {}
+      : {
+          dryRun: r.dryRun,
+          rules: r.rules,
+          allow: r.allow,
+          ban: r.ban,
+          lockdown: r.lockdown,
+          blockTopicDuration: r.blockTopicDuration,
+          capacity: profile.detectors?.capacity,
+        },
+  );
+  return {
+    phase: 'gate',
+    middleware: [mw],
+    services: [
+      {
+        name: 'responses',
+        start(broker) {
+          const caps: ResponseCapabilities = { shutdown: () => broker.close() };
+          const bans = broker.controls.get<Bans>('bans');
+          if (bans) caps.bans = bans;
+          const passwords = broker.controls.get<PasswordAuth>('passwords');
+          if (passwords && typeof passwords.revoke === 'function') caps.passwords = passwords;
+          const revocation = broker.controls.get<Revocation>('revocation');
+          if (revocation) caps.certificates = { revoke: (serial) => revocation.revoke(serial) };
+          broker.controls.get<Responses>('responses')?.attach(caps);
+        },
+        stop() {},
+      },
+    ],
+  };
+};
+
+/** DE.NM-1/2, DE.PM-1, DE.ID-1…4 (PR.SS-3) from `detectors`: observers at the end of the chain. */
+export const detectorsControl: ControlFactory = ({ profile, logger }) => {
+  const d = profile.detectors;
+  if (!d) return undefined;
+  const mw = detectors(d);
+  return {
+    phase: 'observe',
+    middleware: [mw],
+    services: [
+      {
+        name: 'detectors',
+        start(broker) {
+          if (d.undeliverable && !broker.controls.get<Detectors>('detectors')?.attachSubscribers((broker.aedes as unknown as { mq: unknown }).mq)) {
+            logger.warn('undeliverable-message detection (DE.ID-3) cannot read subscriptions from this message bus; it stays silent');
+          }
+        },
+        stop() {},
+      },
+    ],
+  };
+};

@@ -1,0 +1,301 @@
+/**
+ * The encrypting persistence (PR.SS-6): a decorator over any Aedes 1.x persistence (the promise
+ * API: aedes-persistence's memory store, aedes-persistence-redis, …) that seals every stored
+ * payload — retained messages, offline QoS 1/2 queues (also the packet re-stored on
+ * `outgoingUpdate`), incoming QoS 2 packets and wills — and opens them on the way out.
+ *
+ * What a record is bound to (associated data, see seal.ts):
+ *   retained  R + topic
+ *   queued    O + topic   (one stored record serves every subscriber it was queued for, so it
+ *                          cannot name one client: aedes-persistence-redis stores it once)
+ *   incoming  I + client id + topic
+ *   will      W + client id + topic
+ *
+ * A record that does not open is never served: it is reported (`record-rejected`) and skipped
+ * (streams), treated as absent (incoming, wills), or returned still sealed where Aedes only counts
+ * it (see outgoingClearMessageId).
+ */
+import { Readable } from 'node:stream';
+import type { StoreEventSink } from './events.js';
+import type { PacketCipher, StoredPacket } from './records.js';
+import type { SealKind } from './seal.js';
+
+/** The Aedes 1.x persistence interface (promise style), as far as the decorator needs it. */
+export interface AedesPersistence {
+  setup(broker: unknown): Promise<void>;
+  storeRetained(packet: StoredPacket): Promise<void>;
+  createRetainedStream(pattern: string): Readable;
+  createRetainedStreamCombi(patterns: string[]): Readable;
+  addSubscriptions(client: unknown, subs: unknown[]): Promise<unknown>;
+  removeSubscriptions(client: unknown, subs: string[]): Promise<unknown>;
+  subscriptionsByClient(client: unknown): Promise<unknown[]>;
+  countOffline(): Promise<{ subsCount: number; clientsCount: number }>;
+  subscriptionsByTopic(topic: string): Promise<unknown[]>;
+  cleanSubscriptions(client: unknown): Promise<unknown>;
+  outgoingEnqueue(sub: { clientId: string }, packet: StoredPacket): Promise<unknown>;
+  outgoingEnqueueCombi(subs: Array<{ clientId: string }>, packet: StoredPacket): Promise<unknown>;
+  outgoingUpdate(client: { id: string }, packet: StoredPacket): Promise<unknown>;
+  outgoingClearMessageId(client: { id: string }, packet: { messageId?: number }): Promise<StoredPacket | undefined>;
+  outgoingStream(client: { id: string }): Readable;
+  incomingStorePacket(client: { id: string }, packet: StoredPacket): Promise<unknown>;
+  incomingGetPacket(client: { id: string }, packet: { messageId?: number }): Promise<StoredPacket>;
+  incomingDelPacket(client: { id: string }, packet: { messageId?: number }): Promise<unknown>;
+  cleanIncoming?: ((client: { id: string }) => Promise<unknown>) | undefined;
+  putWill(client: { id: string }, packet: StoredPacket): Promise<unknown>;
+  getWill(client: { id: string }): Promise<StoredPacket | null | undefined>;
+  delWill(client: { id: string; brokerId?: string }): Promise<StoredPacket | null | undefined>;
+  streamWill(brokers?: Record<string, number>): Readable;
+  getClientList(topic: string): Readable;
+  destroy(): Promise<unknown>;
+}
+
+export interface EncryptingPersistenceOptions {
+  /** Runs before the wrapped store's setup (key checks); a rejection fails the broker start. */
+  beforeSetup?: () => Promise<void>;
+  /** Runs after the wrapped store's destroy (closing connections it does not own). */
+  afterDestroy?: () => Promise<void>;
+  onEvent?: StoreEventSink;
+}
+
+interface CachedSeal {
+  topic: string;
+  keyId: number;
+  sealed: Buffer;
+}
+
+const noop = (): void => undefined;
+
+export class EncryptingPersistence implements AedesPersistence {
+  readonly inner: AedesPersistence;
+  readonly #cipher: PacketCipher | undefined;
+  readonly #opts: EncryptingPersistenceOptions;
+  #broker: { listenerCount?: (event: string) => number } | undefined;
+  /**
+   * A queued message's sealed payload, by its payload buffer. Aedes re-stores the same message on
+   * every `outgoingUpdate` (each live delivery to a persistent session); the record's plaintext and
+   * associated data are unchanged, so the envelope sealed at enqueue time is the record again —
+   * reused rather than sealing the same bytes once per delivery.
+   */
+  readonly #queued = new WeakMap<Buffer, CachedSeal>();
+  declare cleanIncoming: ((client: { id: string }) => Promise<unknown>) | undefined;
+
+  /** Writes in flight, so `destroy` can let them land (see there). */
+  readonly #pending = new Set<Promise<unknown>>();
+
+  /** `cipher` undefined: nothing is sealed, but setup checks and a clean destroy still apply. */
+  constructor(inner: AedesPersistence, cipher: PacketCipher | undefined, opts: EncryptingPersistenceOptions = {}) {
+    this.inner = inner;
+    this.#cipher = cipher;
+    this.#opts = opts;
+    // Aedes feature-detects cleanIncoming: offer it only when the wrapped store has it.
+    this.cleanIncoming = typeof inner.cleanIncoming === 'function' ? (client) => this.#track((inner.cleanIncoming as (c: { id: string }) => Promise<unknown>)(client)) : undefined;
+  }
+
+  get encrypted(): boolean {
+    return this.#cipher !== undefined;
+  }
+
+  #track<T>(p: Promise<T>): Promise<T> {
+    const pending = this.#pending;
+    pending.add(p);
+    const settled = (): void => {
+      pending.delete(p);
+    };
+    p.then(settled, settled);
+    return p;
+  }
+
+  #seal(packet: StoredPacket, kind: SealKind, clientId: string | undefined): StoredPacket {
+    return this.#cipher ? this.#cipher.seal(packet, kind, clientId) : packet;
+  }
+
+  #reject(kind: SealKind, topic: string | undefined, clientId: string | undefined): void {
+    const s = (this.#cipher as PacketCipher).sealer;
+    this.#opts.onEvent?.({ type: 'record-rejected', kind, reason: s.failure ?? 'forged', keyId: s.failureKeyId, topic, clientId });
+  }
+
+  #open(record: StoredPacket, kind: SealKind, clientId: string | undefined): StoredPacket | undefined {
+    if (!this.#cipher) return record;
+    const out = this.#cipher.open(record, kind, clientId);
+    if (out === undefined) this.#reject(kind, record.topic, clientId);
+    return out;
+  }
+
+  /** Open a record that may be a publish (sealed) or a pubrel/other control record (no payload). */
+  #openQueued(record: StoredPacket | null | undefined): StoredPacket | undefined {
+    if (record === null || record === undefined) return undefined;
+    if (record.cmd !== undefined && record.cmd !== 'publish') return record;
+    return this.#open(record, 'O', undefined);
+  }
+
+  #mapStream(source: Readable, map: (record: StoredPacket) => StoredPacket | undefined): Readable {
+    if (!this.#cipher) return source;
+    async function* opened(): AsyncGenerator<StoredPacket> {
+      for await (const record of source as AsyncIterable<StoredPacket>) {
+        const out = map(record);
+        if (out !== undefined) yield out;
+      }
+    }
+    return Readable.from(opened());
+  }
+
+  #sealQueued(packet: StoredPacket): StoredPacket {
+    const cipher = this.#cipher;
+    if (!cipher) return packet;
+    const payload = packet.payload;
+    const keyId = cipher.sealer.keyring.current.idNumber;
+    if (Buffer.isBuffer(payload) && packet.properties === undefined) {
+      const hit = this.#queued.get(payload);
+      if (hit !== undefined && hit.topic === packet.topic && hit.keyId === keyId) return cipher.seal(packet, 'O', undefined, hit.sealed);
+      const sealed = cipher.sealPayload(packet, 'O', undefined);
+      this.#queued.set(payload, { topic: packet.topic, keyId, sealed });
+      return cipher.seal(packet, 'O', undefined, sealed);
+    }
+    return cipher.seal(packet, 'O', undefined);
+  }
+
+  // Aedes checks that setup is an AsyncFunction.
+  async setup(broker: unknown): Promise<void> {
+    this.#broker = broker as { listenerCount?: (event: string) => number };
+    await this.#opts.beforeSetup?.();
+    await this.inner.setup(broker);
+  }
+
+  // ---- retained ----------------------------------------------------------------------------
+
+  storeRetained(packet: StoredPacket): Promise<void> {
+    const p = packet.payload;
+    if (p === undefined || p.length === 0) return this.#track(this.inner.storeRetained(packet)); // a delete
+    return this.#track(this.inner.storeRetained(this.#seal(packet, 'R', undefined)));
+  }
+
+  createRetainedStream(pattern: string): Readable {
+    return this.#mapStream(this.inner.createRetainedStream(pattern), (r) => this.#open(r, 'R', undefined));
+  }
+
+  createRetainedStreamCombi(patterns: string[]): Readable {
+    return this.#mapStream(this.inner.createRetainedStreamCombi(patterns), (r) => this.#open(r, 'R', undefined));
+  }
+
+  // ---- subscriptions: topics and QoS stay readable (Aedes matches on them) -----------------
+
+  addSubscriptions(client: unknown, subs: unknown[]): Promise<unknown> {
+    return this.#track(this.inner.addSubscriptions(client, subs));
+  }
+
+  removeSubscriptions(client: unknown, subs: string[]): Promise<unknown> {
+    return this.#track(this.inner.removeSubscriptions(client, subs));
+  }
+
+  subscriptionsByClient(client: unknown): Promise<unknown[]> {
+    return this.inner.subscriptionsByClient(client);
+  }
+
+  countOffline(): Promise<{ subsCount: number; clientsCount: number }> {
+    return this.inner.countOffline();
+  }
+
+  subscriptionsByTopic(topic: string): Promise<unknown[]> {
+    return this.inner.subscriptionsByTopic(topic);
+  }
+
+  cleanSubscriptions(client: unknown): Promise<unknown> {
+    return this.#track(this.inner.cleanSubscriptions(client));
+  }
+
+  getClientList(topic: string): Readable {
+    return this.inner.getClientList(topic);
+  }
+
+  // ---- outgoing queues ---------------------------------------------------------------------
+
+  outgoingEnqueue(sub: { clientId: string }, packet: StoredPacket): Promise<unknown> {
+    return this.#track(this.inner.outgoingEnqueue(sub, this.#sealQueued(packet)));
+  }
+
+  outgoingEnqueueCombi(subs: Array<{ clientId: string }>, packet: StoredPacket): Promise<unknown> {
+    if (subs.length === 0) return this.inner.outgoingEnqueueCombi(subs, packet); // nothing is stored
+    return this.#track(this.inner.outgoingEnqueueCombi(subs, this.#sealQueued(packet)));
+  }
+
+  outgoingUpdate(client: { id: string }, packet: StoredPacket): Promise<unknown> {
+    // a PUBREL (QoS 2 second phase) replaces the publish and has no payload
+    if (packet.cmd !== undefined && packet.cmd !== 'publish') return this.#track(this.inner.outgoingUpdate(client, packet));
+    return this.#track(this.inner.outgoingUpdate(client, this.#sealQueued(packet)));
+  }
+
+  async outgoingClearMessageId(client: { id: string }, packet: { messageId?: number }): Promise<StoredPacket | undefined> {
+    const record = await this.#track(this.inner.outgoingClearMessageId(client, packet));
+    // Aedes only hands this packet to 'ack' listeners (its queue drain discards it): open it
+    // when someone listens, instead of paying a decryption for every PUBACK.
+    const listening = (this.#broker?.listenerCount?.('ack') ?? 1) > 0;
+    return listening ? this.#openQueued(record) : (record ?? undefined);
+  }
+
+  outgoingStream(client: { id: string }): Readable {
+    return this.#mapStream(this.inner.outgoingStream(client), (r) => this.#openQueued(r));
+  }
+
+  // ---- incoming QoS 2 ----------------------------------------------------------------------
+
+  incomingStorePacket(client: { id: string }, packet: StoredPacket): Promise<unknown> {
+    return this.#track(this.inner.incomingStorePacket(client, this.#seal(packet, 'I', client.id)));
+  }
+
+  async incomingGetPacket(client: { id: string }, packet: { messageId?: number }): Promise<StoredPacket> {
+    const record = await this.inner.incomingGetPacket(client, packet);
+    const out = this.#open(record, 'I', client.id);
+    if (out === undefined) throw new Error('no such packet'); // what Aedes expects for "not stored"
+    return out;
+  }
+
+  incomingDelPacket(client: { id: string }, packet: { messageId?: number }): Promise<unknown> {
+    return this.#track(this.inner.incomingDelPacket(client, packet));
+  }
+
+  // ---- wills -------------------------------------------------------------------------------
+
+  putWill(client: { id: string }, packet: StoredPacket): Promise<unknown> {
+    return this.#track(this.inner.putWill(client, this.#seal(packet, 'W', client.id)));
+  }
+
+  async getWill(client: { id: string }): Promise<StoredPacket | null | undefined> {
+    const record = await this.inner.getWill(client);
+    if (record === null || record === undefined) return record;
+    return this.#open(record, 'W', client.id) ?? null;
+  }
+
+  async delWill(client: { id: string; brokerId?: string }): Promise<StoredPacket | null | undefined> {
+    const record = await this.#track(this.inner.delWill(client));
+    if (record === null || record === undefined) return record;
+    return this.#open(record, 'W', client.id) ?? null;
+  }
+
+  streamWill(brokers?: Record<string, number>): Readable {
+    return this.#mapStream(this.inner.streamWill(brokers), (r) => this.#open(r, 'W', r.clientId));
+  }
+
+  /**
+   * Let writes in flight land first: Aedes acknowledges a QoS 1 PUBLISH before storing it, and
+   * aedes-persistence-redis drops its connection at once on destroy, so a message acknowledged just
+   * before a clean shutdown would otherwise be lost. A write can start another (retained, then the
+   * offline queues): wait until nothing has been pending for two turns of the event loop, 5 s at most.
+   */
+  async destroy(): Promise<void> {
+    const deadline = Date.now() + 5000;
+    for (let quiet = 0; quiet < 2 && Date.now() < deadline; ) {
+      if (this.#pending.size > 0) {
+        quiet = 0;
+        await Promise.race([Promise.allSettled([...this.#pending]), new Promise((r) => setTimeout(r, Math.max(1, deadline - Date.now())).unref())]);
+      } else {
+        quiet++;
+        await new Promise((r) => setImmediate(r));
+      }
+    }
+    try {
+      await this.inner.destroy();
+    } finally {
+      await this.#opts.afterDestroy?.().catch(noop);
+    }
+  }
+}
