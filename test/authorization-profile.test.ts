@@ -19,7 +19,14 @@ afterEach(async () => {
 
 async function start(profile: Omit<ProfileInput, 'version' | 'listeners'>, baseDir = tmpdir()) {
   broker = await createBroker({
-    profile: { version: 1, listeners: [{ protocol: 'mqtt', port: 0 }], authentication: { anonymous: true }, ...profile } as ProfileInput,
+    profile: {
+      version: 1,
+      listeners: [{ protocol: 'mqtt', port: 0 }],
+      authentication: { anonymous: true },
+      // anonymous clients are below the tier-2 floor of PR.AC-3 (docs/tiers.md): recorded as an exception
+      exceptions: [{ control: 'PR.AC-3', key: 'authentication.anonymous', reason: 'test clients connect without credentials on loopback', approvedBy: 'test suite' }],
+      ...profile,
+    } as ProfileInput,
     baseDir,
     logger: pino({ level: 'silent' }),
   });

@@ -14,10 +14,12 @@ import { openStore, isSealed, sealedKeyId, decodeRecord, encodeRecord, Keyring, 
 import { checkProfile, resolveProfile, type ProfileInput } from '@bastion/profile';
 import type { PersistenceControl } from '../packages/broker/src/controls/persistence.js';
 import { connect, nextMessage, collect, waitFor } from './support/mqtt.js';
-import { containing, keyFile, scanAll, tempDir, uniquePrefix } from './support/persistence.js';
+import { OwnRedis, containing, keyFile, scanAll, tempDir, uniquePrefix } from './support/persistence.js';
+import { makeTestPki } from './support/pki.js';
+import { freePort } from './support/redis-server.js';
 import { bastion } from './support/cli.js';
 import path from 'node:path';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 
 const silent = pino({ level: 'silent' });
 const redisUrl = inject('redisUrl');
@@ -25,6 +27,7 @@ let raw: Redis;
 const brokers: Array<Bastion | BastionBroker> = [];
 const stores: Store[] = [];
 const clients: mqtt.MqttClient[] = [];
+const ownRedis: OwnRedis[] = [];
 const dir = tempDir('persistence');
 
 beforeAll(() => {
@@ -37,6 +40,7 @@ afterEach(async () => {
   for (const c of clients.splice(0)) c.end(true);
   for (const b of brokers.splice(0)) await b.close();
   for (const s of stores.splice(0)) await s.close();
+  for (const r of ownRedis.splice(0)) await r.stop();
 });
 
 async function client(url: string, opts: mqtt.IClientOptions = {}) {
@@ -322,7 +326,7 @@ describe('keys: fail closed at start, rotation', () => {
 });
 
 describe('the persistence profile section', () => {
-  const resolve = (persistence: unknown, tier = 1) => resolveProfile({ version: 1, tier, listeners: [{ protocol: 'mqtt', port: 1883 }], persistence } as ProfileInput, { baseDir: dir });
+  const resolve = (persistence: unknown, tier = 1) => resolveProfile({ version: 1, tier, listeners: [{ protocol: 'mqtt', port: 1883 }], audit: { file: 'audit.log' }, persistence } as ProfileInput, { baseDir: dir });
 
   it('defaults to the memory store, unencrypted, no cluster', () => {
     expect(resolve(undefined).persistence).toEqual({ store: 'memory', cluster: false });
@@ -336,6 +340,7 @@ describe('the persistence profile section', () => {
         'version: 1',
         'tier: 3',
         'listeners: [{ protocol: mqtt, port: 1883 }]',
+        'audit: { file: audit.log }',
         'persistence:',
         '  store: redis',
         '  cluster: true',
@@ -378,5 +383,65 @@ describe('the persistence profile section', () => {
     expect(issues({ store: 'redis', redis: { url: 'rediss://10.1.2.3:6379' }, encryption: { keys: [{ file: 'k' }] } }, 3)).toEqual([]);
     expect(issues({ encryption: { keys: [{ value: 'not-a-key' }] } }, 1).join('\n')).toMatch(/persistence\.encryption\.keys\[0\]\.value: expected 32 bytes/);
     expect(issues({ store: 'memory', cluster: true, encryption: { keys: [{ file: 'k' }] } }, 1).join('\n')).toMatch(/store: redis/);
+  });
+});
+
+describe('the Redis connection', () => {
+  it('TLS (rediss://, the server certificate verified against the profile CA) and a password from the environment', async () => {
+    const pki = makeTestPki();
+    const port = await freePort();
+    const own = new OwnRedis(port, [
+      '--port', '0', '--tls-port', String(port),
+      '--tls-cert-file', path.join(pki.dir, 'server.pem'), '--tls-key-file', path.join(pki.dir, 'server-key.pem'),
+      '--tls-ca-cert-file', path.join(pki.dir, 'ca.pem'), '--tls-auth-clients', 'no',
+      '--requirepass', 'redis-secret-pw',
+    ]);
+    ownRedis.push(own);
+    await own.start();
+    process.env['BASTION_TEST_REDIS_PW'] = 'redis-secret-pw';
+    const key = keyFile(dir, 'tls.key');
+    const section = (ca: string, password: string) => ({
+      store: 'redis',
+      redis: { url: `rediss://localhost:${port}/0`, password, tls: { ca }, prefix: 'tls:', connectTimeout: '3s' },
+      encryption: { keys: [{ file: key.path }] },
+    });
+    const { url } = await start(section(path.join(pki.dir, 'ca.pem'), '${env:BASTION_TEST_REDIS_PW}'));
+    const c = await client(url);
+    await c.publishAsync('tls/x', 'over-tls', { qos: 1, retain: true });
+    const m = nextMessage(c);
+    await c.subscribeAsync('tls/x');
+    expect((await m).payload).toBe('over-tls');
+
+    const otherCa = makeTestPki();
+    const untrusted = await start(section(path.join(otherCa.dir, 'ca.pem'), '${env:BASTION_TEST_REDIS_PW}')).then(() => undefined, (e: { code?: string; message: string }) => e);
+    expect(untrusted?.code).toBe('BASTION_ERR_PERSISTENCE_UNAVAILABLE');
+    expect(untrusted?.message).toMatch(/certificate/i);
+    const badPassword = await start(section(path.join(pki.dir, 'ca.pem'), 'wrong-password')).then(() => undefined, (e: { code?: string; message: string }) => e);
+    expect(badPassword?.code).toBe('BASTION_ERR_PERSISTENCE_UNAVAILABLE');
+    expect(badPassword?.message).toMatch(/WRONGPASS|invalid password/i);
+    expect(badPassword?.message).not.toContain('wrong-password');
+  }, 30_000);
+
+  it('a Redis that cannot be reached at start fails the start with a clear error', async () => {
+    const port = await freePort(); // nothing listens there
+    const err = await start({ store: 'redis', redis: { url: `redis://127.0.0.1:${port}`, connectTimeout: '1s' } }).then(() => undefined, (e: { code?: string; message: string }) => e);
+    expect(err?.code).toBe('BASTION_ERR_PERSISTENCE_UNAVAILABLE');
+    expect(err?.message).toContain(`redis://127.0.0.1:${port}`);
+  });
+});
+
+describe('docs/persistence.md', () => {
+  it('its profile examples are valid profiles', async () => {
+    const doc = readFileSync(new URL('../docs/persistence.md', import.meta.url), 'utf8');
+    const blocks = [...doc.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!).filter((b) => b.includes('version: 1'));
+    expect(blocks.length).toBeGreaterThanOrEqual(2);
+    process.env['REDIS_PASSWORD'] = 'x';
+    process.env['BASTION_OLD_KEY'] = 'b'.repeat(64);
+    for (const [i, b] of blocks.entries()) {
+      const f = path.join(dir, `doc-example-${i}.yaml`);
+      writeFileSync(f, b);
+      const r = await checkProfile(f);
+      expect(r.ok ? [] : r.errors.map((e) => `${e.path}: ${e.message}`), `example ${i}`).toEqual([]);
+    }
   });
 });

@@ -410,7 +410,7 @@ describe('resolving', () => {
 
   it('reads JSON profiles, with line numbers in errors', async () => {
     const good = await writeProfile(
-      JSON.stringify({ version: 1, tier: 3, tiers: { 'PR.AC': 4 }, listeners: [{ protocol: 'mqtt', port: 1883 }], sys: { subscribers: ['ops'] } }, null, 2),
+      JSON.stringify({ version: 1, tier: 3, tiers: { 'PR.AC': 4 }, listeners: [{ protocol: 'mqtt', port: 1883 }], sys: { subscribers: ['ops'] }, audit: { file: 'audit.log' } }, null, 2),
       'bastion.json',
     );
     const profile = await loadProfile(good);

@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import mqtt from 'mqtt';
 import { pino } from 'pino';
 import { createCA, createCRL, crlToDer, issueClientCert, writePublicFile, type Issued, type RevokedEntry } from '@bastion/pki';
-import { createBroker, type Bastion, type SecurityEvent } from '@bastion/broker';
+import { buildBroker, type Bastion, type SecurityEvent } from '@bastion/broker';
 import type { Revocation } from '@bastion/middleware';
 import type { ProfileInput } from '@bastion/profile';
 import { connect, tryConnect, isRefusal, nextMessage, waitFor, closed } from './support/mqtt.js';
@@ -42,7 +42,7 @@ function crlOf(revoked: Issued[], opts: { reason?: RevokedEntry['reason']; thisU
 const tlsSettings = { cert: 'server.pem', key: 'server-key.pem', ca: 'ca.pem', clientCertificate: 'required' as const };
 
 async function start(extra: Partial<ProfileInput> = {}, revocation: Record<string, unknown> = {}) {
-  broker = await createBroker({
+  broker = await buildBroker({
     profile: {
       version: 1,
       listeners: [
@@ -57,8 +57,10 @@ async function start(extra: Partial<ProfileInput> = {}, revocation: Record<strin
     baseDir: pki.dir,
     logger: silent,
   });
+  // subscribed before listen(), so that warnings about the start state are heard too
   const events: SecurityEvent[] = [];
   broker.events.on((e) => events.push(e));
+  await broker.listen();
   const url = (name: string) => {
     const a = broker!.addresses()[name]!;
     return `${a.transport}://localhost:${a.port}${a.transport === 'wss' ? '/mqtt' : ''}`;
@@ -67,6 +69,14 @@ async function start(extra: Partial<ProfileInput> = {}, revocation: Record<strin
 }
 
 const tlsClient = (cert: Issued, ca = pki.ca) => ({ ca: ca.certPem, cert: cert.certPem, key: cert.keyPem, rejectUnauthorized: true });
+
+/** True when the connection is refused; a client that got in anyway is closed after the test. */
+async function refused(url: string, opts: mqtt.IClientOptions): Promise<boolean> {
+  const r = await tryConnect(url, opts);
+  if (isRefusal(r)) return true;
+  clients.push(r);
+  return false;
+}
 
 async function client(url: string, opts: mqtt.IClientOptions) {
   const c = await connect(url, opts);
@@ -84,8 +94,7 @@ describe('revocation at connection time (mqtts and wss)', () => {
     writeFileSync(`${pki.dir}/crl.pem`, crlOf([lost], { reason: 'keyCompromise' }));
     const { url, events } = await start();
     for (const l of ['tls', 'wss']) {
-      const refused = await tryConnect(url(l), { clientId: `lost-${l}`, ...tlsClient(lost) });
-      expect(isRefusal(refused), `${l}: revoked certificate refused`).toBe(true);
+      expect(await refused(url(l), { clientId: `lost-${l}`, ...tlsClient(lost) }), `${l}: revoked certificate refused`).toBe(true);
       const ok = await client(url(l), { clientId: `good-${l}`, ...tlsClient(good) });
       expect(ok.connected).toBe(true);
     }
@@ -111,8 +120,8 @@ describe('revocation at connection time (mqtts and wss)', () => {
     const expired = pki.client('expired', { notBefore: new Date(Date.now() - 10 * DAY), notAfter: new Date(Date.now() - DAY) });
     const future = pki.client('future', { notBefore: new Date(Date.now() + DAY), notAfter: new Date(Date.now() + 10 * DAY) });
     for (const l of ['tls', 'wss']) {
-      expect(isRefusal(await tryConnect(url(l), tlsClient(expired))), `${l}: expired`).toBe(true);
-      expect(isRefusal(await tryConnect(url(l), tlsClient(future))), `${l}: not yet valid`).toBe(true);
+      expect(await refused(url(l), tlsClient(expired)), `${l}: expired`).toBe(true);
+      expect(await refused(url(l), tlsClient(future)), `${l}: not yet valid`).toBe(true);
       expect((await client(url(l), { clientId: `ok-${l}`, ...tlsClient(pki.client('valid')) })).connected).toBe(true);
     }
   });
@@ -128,8 +137,8 @@ describe('revocation at connection time (mqtts and wss)', () => {
     writeFileSync(`${pki.dir}/crl2.der`, crlToDer(crlOf([lost2], { ca: ca2 })));
     const { url, mw } = await start({ tls: { ...tlsSettings, ca: 'ca-bundle.pem' } }, { crl: ['crl.pem', 'crl2.der'] });
     // the client side trusts the server's CA only; the server trusts both CAs for clients
-    expect(isRefusal(await tryConnect(url('tls'), tlsClient(lost2)))).toBe(true);
-    expect(isRefusal(await tryConnect(url('wss'), tlsClient(lost2)))).toBe(true);
+    expect(await refused(url('tls'), tlsClient(lost2))).toBe(true);
+    expect(await refused(url('wss'), tlsClient(lost2))).toBe(true);
     await client(url('tls'), { clientId: 'g2', ...tlsClient(good2) });
     await client(url('wss'), { clientId: 'g1', ...tlsClient(good1) });
     expect(mw.status().map((s) => [s.issuer, s.revoked, s.stale])).toEqual([
@@ -143,14 +152,16 @@ describe('revocation at connection time (mqtts and wss)', () => {
     writeFileSync(`${pki.dir}/crl.pem`, old);
     const dev = pki.client('stale-dev');
     let s = await start({}, { stale: 'refuse' });
-    const refused = await tryConnect(s.url('tls'), tlsClient(dev));
-    expect(isRefusal(refused)).toBe(true);
+    expect(await refused(s.url('tls'), tlsClient(dev))).toBe(true);
     await waitFor(() => s.events.some((e) => e.type === 'connection.refused' && /stale/.test(e.message ?? '')));
+    expect(s.events.find((e) => e.type === 'crl.stale')).toMatchObject({ control: 'RS.RP-1', detail: { policy: 'refuse' } });
     await broker!.close();
 
     s = await start({}, { stale: 'warn' });
     await client(s.url('tls'), { clientId: 'stale-ok', ...tlsClient(dev) });
     expect(s.mw.status()[0]!.stale).toBe(true);
+    await waitFor(() => s.events.some((e) => e.type === 'crl.stale'), 3000, 'crl.stale');
+    expect(s.events.find((e) => e.type === 'crl.stale')).toMatchObject({ control: 'RS.RP-1', detail: { policy: 'warn' } });
     // a fresh CRL ends the stale state
     await writeCrl(crlOf([]));
     await waitFor(() => s.mw.status()[0]!.stale === false, 5000, 'fresh CRL loaded');
@@ -161,7 +172,7 @@ describe('revocation at connection time (mqtts and wss)', () => {
     writeFileSync(`${pki.dir}/ca-bundle2.pem`, pki.ca.certPem + ca2.certPem);
     writeFileSync(`${pki.dir}/crl.pem`, crlOf([]));
     const { url } = await start({ tls: { ...tlsSettings, ca: 'ca-bundle2.pem' } }, { unknownIssuer: 'refuse', ca: 'ca.pem' });
-    expect(isRefusal(await tryConnect(url('tls'), tlsClient(issueClientCert(ca2, { commonName: 'orphan' }))))).toBe(true);
+    expect(await refused(url('tls'), tlsClient(issueClientCert(ca2, { commonName: 'orphan' })))).toBe(true);
     await client(url('tls'), { clientId: 'known', ...tlsClient(pki.client('known')) });
   });
 
@@ -195,7 +206,7 @@ describe('revocation of live connections', () => {
     await waitFor(() => events.filter((e) => e.type === 'client.disconnected' && e.reason === 'kicked').length === 2);
     expect(events.find((e) => e.type === 'crl.loaded' && (e.detail?.newlyRevoked as string[] | undefined)?.includes(victim.serial))).toBeDefined();
     // it cannot come back, and the bystander never noticed
-    expect(isRefusal(await tryConnect(url('tls'), tlsClient(victim)))).toBe(true);
+    expect(await refused(url('tls'), tlsClient(victim))).toBe(true);
     expect(ok.connected).toBe(true);
     await ok.subscribeAsync('b');
     const got = nextMessage(ok);
@@ -213,8 +224,8 @@ describe('revocation of live connections', () => {
     await waitFor(() => events.some((e) => e.type === 'crl.rejected'), 5000, 'crl.rejected');
     expect(events.find((e) => e.type === 'crl.rejected')).toMatchObject({ control: 'RS.RP-1', detail: { problem: 'malformed' } });
     expect(mw.status()[0]).toMatchObject({ revoked: 1, error: expect.stringContaining('not a readable CRL') });
-    expect(isRefusal(await tryConnect(url('tls'), tlsClient(lost)))).toBe(true);
-    expect(isRefusal(await tryConnect(url('wss'), tlsClient(lost)))).toBe(true);
+    expect(await refused(url('tls'), tlsClient(lost))).toBe(true);
+    expect(await refused(url('wss'), tlsClient(lost))).toBe(true);
     expect(g.connected).toBe(true);
     await client(url('wss'), { clientId: 'good-2b', ...tlsClient(good) });
   });
@@ -257,7 +268,7 @@ describe('revocation of live connections', () => {
     await gone;
     console.log(`[figure] API revoke -> client disconnected: ${Date.now() - t0} ms`);
     expect(events.find((e) => e.type === 'certificate.revoked')).toMatchObject({ clientId: 'api-victim', detail: { serial: a.serial, source: 'api' } });
-    expect(isRefusal(await tryConnect(url('tls'), tlsClient(a)))).toBe(true);
+    expect(await refused(url('tls'), tlsClient(a))).toBe(true);
     expect(mw.unrevoke(a.serial)).toBe(true);
     await client(url('tls'), { clientId: 'api-victim-back', ...tlsClient(a) });
 

@@ -7,7 +7,7 @@ import tls from 'node:tls';
 import mqtt from 'mqtt';
 import { pino } from 'pino';
 import { issueServerCert, normalizeSerial, writePrivateFile, writePublicFile, type Issued } from '@bastion/pki';
-import { createBroker, type Bastion, type SecurityEvent } from '@bastion/broker';
+import { buildBroker, type Bastion, type SecurityEvent } from '@bastion/broker';
 import type { ProfileInput } from '@bastion/profile';
 import { connect, nextMessage, waitFor } from './support/mqtt.js';
 import { makeTestPki, type TestPki } from './support/pki.js';
@@ -30,7 +30,7 @@ interface TlsCertificatesApi {
 }
 
 async function start(pki: TestPki, extra: Partial<ProfileInput> = {}) {
-  broker = await createBroker({
+  broker = await buildBroker({
     profile: {
       version: 1,
       listeners: [
@@ -44,8 +44,10 @@ async function start(pki: TestPki, extra: Partial<ProfileInput> = {}) {
     baseDir: pki.dir,
     logger: silent,
   });
+  // subscribed before listen(), so that warnings about the start state are heard too
   const events: SecurityEvent[] = [];
   broker.events.on((e) => events.push(e));
+  await broker.listen();
   const port = (name: string) => broker!.addresses()[name]!.port;
   const url = (name: string) => `${name === 'wss' ? 'wss' : 'mqtts'}://localhost:${port(name)}${name === 'wss' ? '/mqtt' : ''}`;
   return { port, url, events, api: broker.controls.get('tls-certificates') as unknown as TlsCertificatesApi };
@@ -184,12 +186,12 @@ describe('session-ticket key rotation (PR.SS-7)', () => {
     expect(events.find((e) => e.type === 'tls.ticket-keys-rotated')).toMatchObject({ detail: { periodMs: 1000, listeners: ['tls', 'wss'] } });
   });
 
-  it('the tier sets the default period', async () => {
+  it('the tier of PR.SS sets the default period', async () => {
     const pki = makeTestPki();
-    await start(pki, { tier: 4 });
+    await start(pki, { tiers: { 'PR.SS': 4 } });
     expect(broker!.profile.certificates.ticketKeyRotation).toBe(15 * 60_000);
     await broker!.close();
-    await start(pki, { tier: 1 });
+    await start(pki, { tiers: { 'PR.SS': 1 } });
     expect(broker!.profile.certificates.ticketKeyRotation).toBe(DAY);
   });
 });

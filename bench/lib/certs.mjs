@@ -9,7 +9,15 @@ import path from 'node:path';
 
 export async function makeTlsDir() {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'bastion-bench-'));
-  const files = { dir, certFile: path.join(dir, 'cert.pem'), keyFile: path.join(dir, 'key.pem'), caFile: path.join(dir, 'ca.pem') };
+  const files = {
+    dir,
+    certFile: path.join(dir, 'cert.pem'),
+    keyFile: path.join(dir, 'key.pem'),
+    caFile: path.join(dir, 'ca.pem'),
+    // a client certificate (CN = the bench user) for targets that require one (tier 3 mTLS)
+    clientCertFile: path.join(dir, 'client.pem'),
+    clientKeyFile: path.join(dir, 'client-key.pem'),
+  };
   let source;
   try {
     const pki = await import('@bastion/pki');
@@ -21,7 +29,12 @@ export async function makeTlsDir() {
     await writeFile(files.caFile, ca.certPem, { mode: 0o600 });
     await writeFile(files.certFile, srv.certPem, { mode: 0o600 });
     await writeFile(files.keyFile, srv.keyPem, { mode: 0o600 });
-    source = '@bastion/pki (CA + server certificate)';
+    if (typeof pki.issueClientCert === 'function') {
+      const cli = pki.issueClientCert(ca, { commonName: 'bench' });
+      await writeFile(files.clientCertFile, cli.certPem, { mode: 0o600 });
+      await writeFile(files.clientKeyFile, cli.keyPem, { mode: 0o600 });
+    }
+    source = '@bastion/pki (CA, server and client certificates)';
   } catch (err) {
     // Safety net only, so a broken @bastion/pki build does not stop the TCP/TLS comparison:
     // a throwaway self-signed certificate (it is its own CA). The run records which one was used.

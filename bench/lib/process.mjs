@@ -7,6 +7,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 
 let tasksetChecked;
@@ -206,4 +207,99 @@ export function cpuBusyPct(before, after, cpu) {
   const b = after?.[cpu];
   if (!a || !b || b.total <= a.total) return null;
   return ((b.busy - a.busy) / (b.total - a.total)) * 100;
+}
+
+/** CPU time (µs, user and system) and resident memory (bytes) of any process, from /proc (Linux). */
+export function procUsage(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const tick = 1e6 / CLOCK_TICKS;
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  return { cpu: { user: Number(f[11]) * tick, system: Number(f[12]) * tick }, memory: { rss: rssKb * 1024 } };
+}
+
+/** USER_HZ: 100 on every Linux we run on (getconf CLK_TCK); read once. */
+const CLOCK_TICKS = (() => {
+  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
+  const n = Number(r.stdout?.trim());
+  return Number.isFinite(n) && n > 0 ? n : 100;
+})();
+
+/**
+ * Starts a broker that is not a Node script (Mosquitto) under `taskset -c cpu`, with the same
+ * handle as launch(): waitFor('listening') resolves once `port` accepts TCP connections,
+ * call('usage') reads CPU time and RSS from /proc, stop() sends SIGTERM then SIGKILL.
+ */
+export function launchExternal(argv, { cpu, name = argv[0], port, env } = {}) {
+  const [cmd, args] = typeof cpu === 'number' ? ['taskset', ['-c', String(cpu), ...argv]] : [argv[0], argv.slice(1)];
+  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
+  let stderr = '';
+  child.stderr.on('data', (d) => {
+    stderr = (stderr + d).slice(-4000);
+  });
+  let exitInfo;
+  const exited = new Promise((resolve) => {
+    child.on('exit', (code, signal) => {
+      exitInfo = { code, signal };
+      resolve(exitInfo);
+    });
+  });
+  child.on('error', () => {});
+  const pid = child.pid;
+  const handle = {
+    name,
+    pid,
+    exited,
+    async call(method) {
+      if (exitInfo) throw new Error(`${name} has exited (code ${exitInfo.code}): ${stderr.trim()}`);
+      if (method === 'usage') return { ...procUsage(pid), at: performance.now() };
+      if (method === 'stop') return handle.stop();
+      throw new Error(`${name}: no '${method}' for an external broker`);
+    },
+    on() {
+      return () => {};
+    },
+    async waitFor(type, timeoutMs = 30_000) {
+      if (type !== 'listening') throw new Error(`${name}: cannot wait for '${type}'`);
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        if (exitInfo) throw new Error(`${name} exited (code ${exitInfo.code}) before listening: ${stderr.trim()}`);
+        const ok = await new Promise((resolve) => {
+          const s = net.connect({ host: '127.0.0.1', port }, () => {
+            s.destroy();
+            resolve(true);
+          });
+          s.on('error', () => resolve(false));
+        });
+        if (ok) return { type: 'listening', port, pid };
+        if (Date.now() > deadline) throw new Error(`${name}: port ${port} not listening within ${timeoutMs} ms: ${stderr.trim()}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    async stop(graceMs = 5_000) {
+      if (exitInfo) return exitInfo;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => handle.kill(), graceMs);
+      const info = await exited;
+      clearTimeout(timer);
+      return info;
+    },
+    kill() {
+      if (!exitInfo) child.kill('SIGKILL');
+    },
+  };
+  return handle;
+}
+
+/** A free TCP port on 127.0.0.1 (for brokers that cannot report an ephemeral one). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
 }

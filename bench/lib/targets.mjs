@@ -5,11 +5,19 @@
  * divided by in the report (same transport, bare Aedes); `alsoVs` names further targets to
  * compare with when they were run too (listed under the table).
  *
- * To add a target (Bastion tier-3 profile, Mosquitto …) add an entry here. A broker that is not
- * Node (Mosquitto) would get a `command(ctx)` that returns the argv to spawn instead of `start`,
- * with its CPU read from /proc/<pid>/stat rather than process.cpuUsage(); process.mjs is where
- * that launcher would go.
+ * To add a target add an entry here. A broker that is not Node (Mosquitto) has a `command(ctx)`
+ * that returns the argv to spawn instead of `start` (run.mjs launches it with
+ * process.mjs#launchExternal, its CPU and RSS read from /proc/<pid>); `available()` says whether it
+ * can run here (a target that cannot is skipped with the reason printed).
+ *
+ * `mosquitto` names the Mosquitto target of the same transport: the report shows the ratio to it
+ * as well. `tier` marks Bastion-from-a-profile targets (their profile is printed with the results).
  */
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import { pristineEntry } from './pristine.mjs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { readFile } from 'node:fs/promises';
@@ -37,8 +45,9 @@ async function readTls(tlsDir) {
  * Bare Aedes 1.2 exactly as an application would embed it. `noDelay` turns Nagle off on accepted
  * sockets, as Bastion's listeners do, to tell socket options apart from middleware cost.
  */
-async function startAedes(transport, { tlsDir }, { noDelay = false } = {}) {
-  const { Aedes } = await import('aedes');
+async function startAedes(transport, { tlsDir }, { noDelay = false, patched = false } = {}) {
+  // upstream Aedes unless `patched`: the workspace's copy carries Bastion's patches (patches/)
+  const { Aedes } = await import(patched ? 'aedes' : (await pristineEntry('aedes')).url);
   const aedes = await Aedes.createBroker();
   const handle = noDelay
     ? (socket) => {
@@ -82,46 +91,232 @@ async function startBastion(transport, { tlsDir }) {
 }
 
 /**
+ * The sections a profile may hold in this build (controls land over time): the tier-3 profile
+ * includes each control whose section exists, and the run records which were included.
+ */
+async function profileKeys() {
+  const { profileSchema } = await import('@bastion/profile');
+  return new Set(Object.keys(profileSchema.shape));
+}
+
+/**
+ * The bench's Bastion profiles, as objects. Tier 1: an mqtt listener and a passwords file, nothing
+ * else (rate limits off: at tier 1 their defaults would cap one publisher at 5,000 msg/s).
+ * Tier 3: mTLS (client certificate required, identity from its CN, plus the password), ACL, rate
+ * limits, detectors and responses, audit log, encrypted persistence — each as far as this build has
+ * it. Budgets are raised to what the load needs (one benchmark client publishes 50,000+ msg/s), so
+ * the limiter runs on every packet without throttling; per-address connection limits keep the tier
+ * defaults, which is why the bench spreads its clients over many loopback addresses.
+ */
+export async function benchProfile(tier, dir, tlsDir) {
+  const keys = await profileKeys();
+  const included = [];
+  const profile = { version: 1, tier, name: `bench-tier-${tier}`, logging: { level: 'info' } };
+  if (tier === 1) {
+    profile.listeners = [{ name: 'bench', protocol: 'mqtt', host: '127.0.0.1', port: 0 }];
+    profile.authentication = { passwords: { file: 'users.txt' } };
+    included.push('passwords');
+    if (keys.has('rateLimits')) profile.rateLimits = { enabled: false };
+    return { profile, included };
+  }
+  if (!tlsDir) throw new Error('tier 3 needs --tls-dir (server and client certificates)');
+  profile.tls = { cert: `${tlsDir}/cert.pem`, key: `${tlsDir}/key.pem`, ca: `${tlsDir}/ca.pem`, clientCertificate: 'required', minVersion: 'TLSv1.2' };
+  profile.listeners = [{ name: 'bench', protocol: 'mqtts', host: '127.0.0.1', port: 0 }];
+  profile.authentication = { passwords: { file: 'users.txt' }, certificates: { identity: 'cn' }, require: ['certificate', 'password'] };
+  included.push('mTLS (client certificate required)', 'passwords (second factor)');
+  if (keys.has('acl')) {
+    profile.acl = {
+      defaultEffect: 'deny',
+      rules: [{ id: 'bench', effect: 'allow', users: [BENCH_USER.username], actions: ['publish', 'subscribe', 'read'], topics: ['bench/#'] }],
+    };
+    included.push('acl');
+  }
+  if (keys.has('rateLimits')) {
+    profile.rateLimits = {
+      messages: { perClient: { messages: { rate: 10_000_000, burst: 10_000_000 }, bytes: { rate: 4_000_000_000, burst: 4_000_000_000 } } },
+    };
+    included.push('rateLimits (tier-3 connection limits per address; publish budget raised for the load)');
+  }
+  if (keys.has('detectors')) {
+    profile.detectors = {};
+    included.push('detectors (tier-3 defaults)');
+  }
+  if (keys.has('responses')) {
+    profile.responses = {};
+    included.push('responses (tier-3 default rules: ban after repeated failures)');
+  }
+  if (keys.has('audit')) {
+    profile.audit = { file: `${dir}/audit.log` };
+    included.push('audit');
+  }
+  if (keys.has('persistence')) {
+    const key = `${dir}/store.key`;
+    await writeFile(key, (await import('node:crypto')).randomBytes(32).toString('hex'), { mode: 0o600 });
+    profile.persistence = { store: 'memory', encryption: { keys: [{ file: key }] } };
+    included.push('persistence (memory, AES-256-GCM sealed)');
+  }
+  return { profile, included };
+}
+
+/** Bastion from a profile object, as `createBroker({ profile })` builds it for a deployment. */
+async function startBastionProfile(tier, { tlsDir }) {
+  const [{ createBroker }, { hashPassword }, { pino }] = await Promise.all([import('@bastion/broker'), import('@bastion/middleware'), import('pino')]);
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'bastion-bench-profile-'));
+  await writeFile(path.join(dir, 'users.txt'), `${BENCH_USER.username}:${await hashPassword(BENCH_USER.password)}\n`, { mode: 0o600 });
+  const { profile, included } = await benchProfile(tier, dir, tlsDir);
+  // info level, as deployed, into /dev/null: what the broker logs per connection or message is paid for
+  const logger = pino({ level: 'info' }, pino.destination({ dest: '/dev/null', sync: false }));
+  let broker;
+  try {
+    broker = await createBroker({ profile, baseDir: dir, logger });
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+  const port = Object.values(broker.addresses())[0].port;
+  return {
+    port,
+    info: { included },
+    async close() {
+      await broker.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Where the mosquitto binary is (Debian puts it in /usr/sbin, often not on PATH). */
+export function mosquittoPath() {
+  for (const p of ['/usr/sbin/mosquitto', '/usr/bin/mosquitto', '/usr/local/sbin/mosquitto', '/usr/local/bin/mosquitto']) if (existsSync(p)) return p;
+  const r = spawnSync('sh', ['-c', 'command -v mosquitto'], { encoding: 'utf8' });
+  return r.status === 0 && r.stdout.trim() ? r.stdout.trim() : undefined;
+}
+
+export const MOSQUITTO_INSTALL = 'Mosquitto is not installed, so its targets are skipped: on Debian/Ubuntu `apt-get install mosquitto` (as root), then run the bench again.';
+
+/**
+ * Mosquitto 2 as shipped, anonymous like bare Aedes, no persistence, no logging: a config file in
+ * a private temp dir. Queue limits are raised so a fast publisher is not cut off (Aedes has none).
+ */
+async function mosquittoCommand(transport, { tlsDir, port }) {
+  const bin = mosquittoPath();
+  if (!bin) throw new Error(MOSQUITTO_INSTALL);
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'bastion-bench-mosquitto-'));
+  const lines = [
+    `listener ${port} 127.0.0.1`,
+    'allow_anonymous true',
+    'persistence false',
+    'log_dest none',
+    'max_queued_messages 1000000',
+    'max_inflight_messages 0',
+    'max_connections -1',
+  ];
+  if (transport === 'tls') {
+    if (!tlsDir) throw new Error('this target needs --tls-dir');
+    lines.push(`certfile ${tlsDir}/cert.pem`, `keyfile ${tlsDir}/key.pem`, `cafile ${tlsDir}/ca.pem`, 'tls_version tlsv1.2');
+  }
+  const conf = path.join(dir, 'mosquitto.conf');
+  await writeFile(conf, `${lines.join('\n')}\n`);
+  return { argv: [bin, '-c', conf], cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/**
  * `default: false` entries run only when named with --targets.
  */
 export const TARGETS = [
   {
     name: 'aedes-tcp',
-    description: 'bare Aedes 1.2, net.createServer(aedes.handle)',
+    description: 'bare Aedes 1.2 as published (patches reversed), net.createServer(aedes.handle)',
     transport: 'tcp',
     auth: null,
     baseline: null,
+    mosquitto: 'mosquitto-tcp',
     start: (ctx) => startAedes('tcp', ctx),
   },
   {
-    name: 'bastion-tcp',
-    description: 'Bastion core + passwordAuth, mqtt listener',
+    name: 'bastion-t1-tcp',
+    description: 'Bastion, createBroker({ profile }): tier 1, mqtt listener, passwords file',
     transport: 'tcp',
     auth: BENCH_USER,
+    tier: 1,
     baseline: 'aedes-tcp',
-    alsoVs: ['aedes-tcp-nodelay'],
-    start: (ctx) => startBastion('tcp', ctx),
+    mosquitto: 'mosquitto-tcp',
+    alsoVs: ['aedes-patched-tcp'],
+    start: (ctx) => startBastionProfile(1, ctx),
+  },
+  {
+    name: 'mosquitto-tcp',
+    description: 'Mosquitto 2 (Debian package), anonymous, no persistence',
+    transport: 'tcp',
+    auth: null,
+    baseline: null,
+    external: true,
+    available: () => (mosquittoPath() ? true : MOSQUITTO_INSTALL),
+    command: (ctx) => mosquittoCommand('tcp', ctx),
   },
   {
     name: 'aedes-tls',
-    description: 'bare Aedes 1.2, tls.createServer({cert,key}, aedes.handle)',
+    description: 'bare Aedes 1.2 as published (patches reversed), tls.createServer({cert,key}, aedes.handle)',
     transport: 'tls',
     auth: null,
     baseline: null,
+    mosquitto: 'mosquitto-tls',
     start: (ctx) => startAedes('tls', ctx),
   },
   {
+    name: 'bastion-t3-tls',
+    description: 'Bastion, createBroker({ profile }): tier 3, mqtts with client certificates, passwords, ACL, rate limits, detectors, audit, sealed persistence',
+    transport: 'tls',
+    auth: BENCH_USER,
+    clientCert: true,
+    tier: 3,
+    baseline: 'aedes-tls',
+    mosquitto: 'mosquitto-tls',
+    start: (ctx) => startBastionProfile(3, ctx),
+  },
+  {
+    name: 'mosquitto-tls',
+    description: 'Mosquitto 2 (Debian package) over TLS, anonymous, no persistence',
+    transport: 'tls',
+    auth: null,
+    baseline: null,
+    external: true,
+    available: () => (mosquittoPath() ? true : MOSQUITTO_INSTALL),
+    command: (ctx) => mosquittoCommand('tls', ctx),
+  },
+  {
+    name: 'bastion-tcp',
+    description: 'Bastion core (createCoreBroker) + passwordAuth, mqtt listener',
+    transport: 'tcp',
+    auth: BENCH_USER,
+    baseline: 'aedes-tcp',
+    mosquitto: 'mosquitto-tcp',
+    alsoVs: ['aedes-tcp-nodelay'],
+    default: false,
+    start: (ctx) => startBastion('tcp', ctx),
+  },
+  {
     name: 'bastion-tls',
-    description: 'Bastion core + passwordAuth, mqtts listener',
+    description: 'Bastion core (createCoreBroker) + passwordAuth, mqtts listener',
     transport: 'tls',
     auth: BENCH_USER,
     baseline: 'aedes-tls',
+    mosquitto: 'mosquitto-tls',
     alsoVs: ['aedes-tls-nodelay'],
+    default: false,
     start: (ctx) => startBastion('tls', ctx),
   },
   {
+    name: 'aedes-patched-tcp',
+    description: "Aedes 1.2 with Bastion's patches (patches/), net.createServer(aedes.handle): what the patches alone change",
+    transport: 'tcp',
+    auth: null,
+    baseline: 'aedes-tcp',
+    default: false,
+    start: (ctx) => startAedes('tcp', ctx, { patched: true }),
+  },
+  {
     name: 'aedes-tcp-nodelay',
-    description: 'bare Aedes 1.2 over TCP with setNoDelay(true) on each socket, like Bastion\'s listener',
+    description: 'bare Aedes 1.2 over TCP with setNoDelay(true) on each socket',
     transport: 'tcp',
     auth: null,
     baseline: null,
@@ -130,7 +325,7 @@ export const TARGETS = [
   },
   {
     name: 'aedes-tls-nodelay',
-    description: 'bare Aedes 1.2 over TLS with setNoDelay(true) on each socket, like Bastion\'s listener',
+    description: 'bare Aedes 1.2 over TLS with setNoDelay(true) on each socket',
     transport: 'tls',
     auth: null,
     baseline: null,
@@ -158,6 +353,14 @@ export function connectionFor(target, port, tlsFiles) {
     username: target.auth?.username,
     password: target.auth?.password,
     caFile: target.transport === 'tls' ? tlsFiles.caFile : undefined,
+    certFile: target.clientCert ? tlsFiles.clientCertFile : undefined,
+    keyFile: target.clientCert ? tlsFiles.clientKeyFile : undefined,
     servername: 'localhost',
+    /**
+     * Connection scenarios spread their clients over loopback source addresses (127.0.1.1 …) for
+     * every target alike, as a fleet comes from many addresses: per-address limits (tier 3) then see
+     * a few connections each, as in the field.
+     */
+    spreadSources: true,
   };
 }

@@ -64,14 +64,19 @@ export function containing(values: RawValue[], needle: string): string[] {
 /** A redis-server of our own on a fixed port, which a test may stop and start again. */
 export class OwnRedis {
   #child: ChildProcess | undefined;
-  constructor(readonly port: number) {}
+  /** `extra`: more redis-server arguments (a password, TLS: then pass `--port 0 --tls-port <port>` …). */
+  constructor(
+    readonly port: number,
+    readonly extra: string[] = [],
+  ) {}
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
 
   async start(): Promise<void> {
-    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const args = this.extra.includes('--tls-port') ? this.extra : ['--port', String(this.port), ...this.extra];
+    const child = spawn('redis-server', [...args, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.#child = child;
     await new Promise<void>((resolve, reject) => {
       let out = '';

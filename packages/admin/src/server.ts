@@ -23,6 +23,7 @@ import { banRoutes } from './routes/bans.js';
 import { clientRoutes } from './routes/clients.js';
 import { healthRoutes } from './routes/health.js';
 import { userRoutes } from './routes/users.js';
+import { identifyRoutes } from './routes/identify.js';
 import { TokenVerifier } from './tokens.js';
 import type { AdminTokenSpec } from './tokens.js';
 import type { TrafficCounters } from './traffic.js';
@@ -58,7 +59,7 @@ export interface AdminServerOptions {
   logger?: Logger;
 }
 
-const ROUTES: readonly Route[] = [...healthRoutes, ...clientRoutes, ...banRoutes, ...aclRoutes, ...userRoutes];
+const ROUTES: readonly Route[] = [...healthRoutes, ...clientRoutes, ...banRoutes, ...aclRoutes, ...userRoutes, ...identifyRoutes];
 
 function configError(message: string): BastionError {
   return new BastionError('BASTION_ERR_ADMIN_CONFIG', `admin API: ${message}`);

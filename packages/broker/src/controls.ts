@@ -17,6 +17,10 @@ import { authorization, gates } from './controls/authorization.js';
 import { detectorsControl, responsesControl } from './controls/detectors.js';
 import { auditControl } from './controls/audit.js';
 import { metricsControl } from './controls/metrics.js';
+import { rateLimitControl } from './controls/rate-limit.js';
+import { protocolLimitsControl } from './controls/protocol-limits.js';
+import { autoDisconnectControl } from './controls/auto-disconnect.js';
+import { identifyControl } from './controls/identify.js';
 
 export type Phase = 'gate' | 'authenticate' | 'authorize' | 'limit' | 'observe';
 const PHASE_ORDER: Record<Phase, number> = { gate: 0, authenticate: 1, authorize: 2, limit: 3, observe: 4 };
@@ -43,7 +47,7 @@ export interface WiringContext {
 export type ControlFactory = (ctx: WiringContext) => ControlWiring | undefined | Promise<ControlWiring | undefined>;
 
 /** Every control, in no particular order (phases decide). Add new controls here. */
-const FACTORIES: readonly ControlFactory[] = [gates, authentication, authorization, admin, revocationControl, certificates, responsesControl, detectorsControl, auditControl, metricsControl];
+const FACTORIES: readonly ControlFactory[] = [gates, authentication, authorization, admin, revocationControl, certificates, responsesControl, detectorsControl, auditControl, metricsControl, identifyControl, rateLimitControl, protocolLimitsControl, autoDisconnectControl];
 
 export class Controls {
   readonly middleware: readonly Middleware[];

@@ -4,4 +4,5 @@ export { ensureDevMaterial, announceFirstStart, FIRST_USER, PASSWORD_FILE } from
 export type { FirstStartInfo } from './dev-setup.js';
 export { controlsFromProfile, Controls } from './controls.js';
 export type { ControlFactory, ControlWiring, Service, Phase, WiringContext } from './controls.js';
+export * from './identify/index.js';
 export * from '@bastion/core';

@@ -12,6 +12,7 @@ import { register as audit } from './commands/audit.js';
 import { register as backup } from './commands/backup.js';
 import { register as restore } from './commands/restore.js';
 import { register as keys } from './commands/keys.js';
+import { register as identify } from './commands/identify.js';
 import { reportError } from './errors.js';
 
 export function buildProgram(): Command {
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   passwd(program);
   certs(program);
   admin(program);
+  identify(program);
   audit(program);
   backup(program);
   restore(program);

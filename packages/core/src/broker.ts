@@ -5,6 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
+import type { Socket } from 'node:net';
 import { Aedes } from 'aedes';
 import type { AedesOptions, Client as AedesClient } from 'aedes';
 import mqttPacket from 'mqtt-packet';
@@ -26,11 +27,14 @@ import type {
   Verdict,
 } from './contract.js';
 import { deny, isDenial } from './contract.js';
-import { chainOf, collectChain, lastRun, runVerdictChain } from './compose.js';
+import { chainOf, lastRun, runVerdictChain } from './compose.js';
 import type { AsyncOutcome, Chain } from './compose.js';
 import { SecurityEventBus } from './events.js';
 import type { SecurityEvent, SecurityEventType } from './events.js';
-import { LiveClient } from './client.js';
+import { LiveClient, kKeepalive, kWire } from './client.js';
+import { ConnectionCounter } from './connection-limits.js';
+import type { ConnectionLimitName, ConnectionLimits } from './connection-limits.js';
+import { normalizeAddress } from './address.js';
 import { startListener } from './listeners.js';
 import type { Listener, ListenerOptions, TlsOptions } from './listeners.js';
 import { guardPacketSize } from './packet-guard.js';
@@ -60,6 +64,8 @@ export interface CoreBrokerOptions {
   sysSubscribers?: string[];
   /** What a denied PUBLISH does when the denial does not say: acknowledge and drop, or disconnect. */
   publishDenied?: 'drop' | 'disconnect';
+  /** Caps on open connections (per address, per listener, total) and the slow-consumer backlog; see setConnectionLimits(). */
+  connectionLimits?: ConnectionLimits;
   /** Extra Aedes options (id, heartbeatInterval, concurrency …); hooks are Bastion's. */
   aedes?: Omit<AedesOptions, 'preConnect' | 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward' | 'persistence' | 'mq'>;
 }
@@ -78,6 +84,26 @@ type WiredClient = AedesClient & {
 type WiredConn = Duplex & { [kConnInfo]?: ConnectionInfo };
 
 const CORE = 'core';
+
+type AuthStep = { value: AuthVerdict | undefined; index: number; error?: unknown };
+type AuthResult = { verdict: Denial | undefined; control: string; source: string; factors: string[] };
+
+function isPromiseLike<T>(v: unknown): v is PromiseLike<T> {
+  return typeof v === 'object' && v !== null && typeof (v as PromiseLike<T>).then === 'function';
+}
+
+/**
+ * Log level of event types that are not warnings: delivery filtering happens per message under a
+ * read ACL (on the bus for detectors, not in the log), and connection lifecycle is per connection.
+ */
+const LEVEL_OF = Object.assign(Object.create(null) as Record<string, 'debug' | 'warn' | undefined>, {
+  'forward.denied': 'debug',
+  'auth.succeeded': 'debug',
+  'client.connected': 'debug',
+  'client.disconnected': 'debug',
+  'auth.failed': 'warn',
+  'packet.rejected': 'warn',
+} as const);
 
 /** An error Aedes understands as a CONNACK refusal. */
 function connackError(reason: DenyReason, message: string): Error & { returnCode: number } {
@@ -106,6 +132,9 @@ export class BastionBroker extends EventEmitter {
   #requiredFactors: readonly string[];
   #maxPacketSize: number;
   #publishDenied: 'drop' | 'disconnect';
+  readonly #connections = new ConnectionCounter();
+  /** When each connection-limit event was last emitted, and how many were held back since (one per second per limit). */
+  readonly #limitEvents = new Map<string, { at: number; suppressed: number }>();
   #state: 'new' | 'listening' | 'closing' | 'closed' = 'new';
   readonly context: BrokerContext;
 
@@ -115,6 +144,7 @@ export class BastionBroker extends EventEmitter {
     this.logger = options.logger ?? pino({ level: 'info' });
     this.#maxPacketSize = options.maxPacketSize ?? 256 * 1024;
     this.#publishDenied = options.publishDenied ?? 'disconnect';
+    if (options.connectionLimits) this.#connections.set(options.connectionLimits);
     this.#middleware = [...coreGuards({ sysSubscribers: options.sysSubscribers ?? [] }), ...(options.middleware ?? [])];
     validateMiddleware(this.#middleware);
     this.#buildChains();
@@ -172,6 +202,7 @@ export class BastionBroker extends EventEmitter {
       authorizeForward: this.#authorizeForward,
     } as unknown as AedesOptions);
     this.#aedes = aedes;
+    this.#applyAedesLimits(aedes);
     this.#wireAedesEvents(aedes);
     try {
       for (const l of this.options.listeners) {
@@ -180,6 +211,7 @@ export class BastionBroker extends EventEmitter {
           (conn, info) => this.#accept(conn as WiredConn, info),
           ({ listener: name, remoteAddress, error }) =>
             this.#emit('connection.refused', 'PR.AC-1', CORE, { remoteAddress, listener: name }, { reason: 'certificate-rejected', message: error.message }),
+          this.#gate,
         );
         this.#listeners.push(listener);
         const a = listener.address();
@@ -207,6 +239,32 @@ export class BastionBroker extends EventEmitter {
     const l = this.#listeners.find((x) => x.name === name);
     if (!l?.setSecureContext) throw new BastionError('BASTION_ERR_TLS_CONFIG', `no TLS listener named ${name}`);
     l.setSecureContext(tlsOptions);
+  }
+
+  /**
+   * Change the connection caps and the slow-consumer backlog while running (keys given replace,
+   * 0 removes a cap). Connections already open are not closed; new ones are counted against it.
+   */
+  setConnectionLimits(limits: ConnectionLimits): void {
+    this.#connections.set(limits);
+    if (this.#aedes) this.#applyAedesLimits(this.#aedes);
+  }
+
+  /** The limits Aedes enforces itself; it reads them on each use, so they can change while running. */
+  #applyAedesLimits(aedes: Aedes): void {
+    const { drainTimeout, maxInflightInbound } = this.#connections.limits;
+    const internals = aedes as unknown as { opts: { drainTimeout?: number }; maxInflightInbound: number };
+    if (drainTimeout !== undefined) internals.opts.drainTimeout = drainTimeout;
+    if (maxInflightInbound !== undefined) internals.maxInflightInbound = maxInflightInbound;
+  }
+
+  get connectionLimits(): Readonly<ConnectionLimits> {
+    return this.#connections.limits;
+  }
+
+  /** Open connections (sockets, counted from TCP accept) from one address, or in total. */
+  openConnections(remoteAddress?: string): number {
+    return this.#connections.count(remoteAddress === undefined ? undefined : normalizeAddress(remoteAddress));
   }
 
   /** Stop accepting, close every client (wills fire as for any lost connection), close middleware and persistence. */
@@ -339,6 +397,11 @@ export class BastionBroker extends EventEmitter {
     who: Partial<Pick<ClientInfo, 'id' | 'username' | 'remoteAddress' | 'listener'>> | undefined,
     extra?: Partial<SecurityEvent>,
   ): void {
+    // Connection lifecycle events log at debug: an info line per CONNECT cost more than the CONNECT
+    // itself on a fleet reconnect (the audit log records them when it is on). Nobody listening and
+    // the level off: the event is not even built.
+    const level = LEVEL_OF[type] ?? (type.endsWith('.denied') || type.endsWith('.refused') ? 'warn' : 'info');
+    if (!this.events.listening && this.listenerCount('security') === 0 && !this.logger.isLevelEnabled(level)) return;
     const event: SecurityEvent = {
       type,
       time: Date.now(),
@@ -350,10 +413,7 @@ export class BastionBroker extends EventEmitter {
       listener: who?.listener,
       ...extra,
     };
-    // Delivery filtering happens per message under a read ACL: on the bus for detectors, not in the log.
-    if (type === 'forward.denied') this.logger.debug({ securityEvent: event }, type);
-    else if (type.endsWith('.denied') || type.endsWith('.refused') || type === 'auth.failed' || type === 'packet.rejected') this.logger.warn({ securityEvent: event }, type);
-    else this.logger.info({ securityEvent: event }, type);
+    if (this.logger.isLevelEnabled(level)) this.logger[level]({ securityEvent: event }, type);
     this.events.emit(event);
     this.emit('security', event);
   }
@@ -363,6 +423,8 @@ export class BastionBroker extends EventEmitter {
     if (error !== undefined) {
       this.logger.error({ err: error, middleware: owner?.name, hook: type }, 'middleware failed; request denied');
       this.#emit('middleware.error', owner?.controls[0] ?? 'PR.SS-1', owner?.name ?? CORE, who, { message: String((error as Error)?.message ?? error) });
+    } else if (denial.silent === true) {
+      return; // the middleware reports it itself (throttled)
     }
     this.#emit(type, denial.control ?? owner?.controls[0] ?? 'PR.AC-5', owner?.name ?? CORE, who, {
       reason: denial.reason,
@@ -371,7 +433,38 @@ export class BastionBroker extends EventEmitter {
     });
   }
 
+  /** A limit event, at most one per second per limit and key; the count held back in between goes with the next. */
+  #limitEvent(type: string, control: string, limit: string, key: string, who: Partial<ClientInfo>, extra: Partial<SecurityEvent>): void {
+    if (!this.events.listening) return;
+    const id = `${limit}\u0000${key}`;
+    const now = Date.now();
+    const last = this.#limitEvents.get(id);
+    if (last !== undefined && now - last.at < 1_000) {
+      last.suppressed++;
+      return;
+    }
+    if (this.#limitEvents.size > 10_000) this.#limitEvents.clear(); // many addresses: forget, never grow without bound
+    this.#limitEvents.set(id, { at: now, suppressed: 0 });
+    this.#emit(type, control, CORE, who, { ...extra, detail: { ...extra.detail, limit, suppressed: last?.suppressed ?? 0 } });
+  }
+
   // ---- data plane --------------------------------------------------------------------------
+
+  /** Every accepted TCP socket, before TLS or WebSocket: count it against the caps or refuse it. */
+  #gate = (socket: Socket, listener: string): boolean => {
+    const ip = normalizeAddress(socket.remoteAddress);
+    const hit: ConnectionLimitName | undefined = this.#connections.admit(ip, listener);
+    if (hit === undefined) {
+      socket.once('close', () => this.#connections.release(ip, listener));
+      return true;
+    }
+    this.#limitEvent('rate.limited', 'PR.SS-5', hit, hit === 'concurrent.perIp' ? ip : hit === 'concurrent.perListener' ? listener : '', { remoteAddress: ip, listener }, {
+      reason: 'server-busy',
+      message: `connection refused: ${hit} cap reached`,
+      detail: { consequence: 'refuse', cap: this.#connections.capOf(hit, listener) },
+    });
+    return false;
+  };
 
   /** A failure after an async hook answered (in Aedes' callbacks): logged, never an unhandled rejection. */
   #internalError = (err: unknown): void => {
@@ -412,6 +505,7 @@ export class BastionBroker extends EventEmitter {
     conn[kConnInfo] = info;
     const client = (this.#aedes as Aedes).handle(conn) as WiredClient;
     client[kLive] = live;
+    live[kWire] = client;
   }
 
   /** Refuse at CONNECT with a CONNACK, then close: Aedes' preConnect would leave the socket open. */
@@ -444,7 +538,12 @@ export class BastionBroker extends EventEmitter {
     };
     const r = runVerdictChain(this.#chains.connect, live, info);
     if (isDenial(r)) return refuse('connection.refused', r, lastRun.index, this.#chains.connect.owners, lastRun.error);
-    const afterConnect = () => done(null, true);
+    const afterConnect = () => {
+      // a middleware capped the keepalive (setKeepalive): Aedes arms its timer from the packet
+      const keepalive = live[kKeepalive];
+      if (keepalive !== undefined) packet.keepalive = live.keepalive = keepalive;
+      done(null, true);
+    };
     if (r === undefined) return afterConnect();
     r.then((o) => {
       if (o.denial) refuse('connection.refused', o.denial, o.index, this.#chains.connect.owners, o.error);
@@ -455,45 +554,97 @@ export class BastionBroker extends EventEmitter {
   #authenticate = (client: WiredClient, username: string | undefined, password: Buffer | undefined, done: (err: Error | null, ok: boolean | null) => void): void => {
     const live = client[kLive];
     if (!live) return done(null, true);
-    this.#runAuthentication(live, { username, password }).then(
-      async (result) => {
-        if (isDenial(result.verdict)) {
-          this.#emit('auth.failed', result.control, result.source, { ...live, username: username ?? undefined } as ClientInfo, {
-            reason: result.verdict.reason,
-            message: result.verdict.message,
-          });
-          live.closeReason = 'denied';
-          return done(connackError(result.verdict.reason, result.verdict.message ?? result.verdict.reason), false);
-        }
-        // The will is a PUBLISH made at CONNECT: authorize it now, not only when it fires.
-        const will = (client as unknown as { _will?: PublishPacket })._will;
-        if (will) {
-          const r = runVerdictChain(this.#chains.publish, live, will);
-          const o: AsyncOutcome | undefined = r === undefined ? undefined : isDenial(r) ? { denial: r, index: lastRun.index, error: lastRun.error } : await r;
-          if (o?.denial) {
-            this.#denialEvent('publish.denied', o.denial, o.index, this.#chains.publish.owners, live, o.error, { topic: will.topic, message: `will: ${o.denial.message ?? o.denial.reason}` });
-            live.closeReason = 'denied';
-            return done(connackError('not-authorized', 'will topic not authorized'), false);
-          }
-        }
-        live.id = client.id; // Aedes assigns one when the client sent none
-        live.connectedAt = Date.now();
-        // A client id connected elsewhere on this broker is about to be taken over.
-        const previous = this.#wired(live.id);
-        if (previous && previous !== client && previous[kLive]) (previous[kLive] as LiveClient).closeReason = 'taken-over';
-        this.#emit('auth.succeeded', result.control, result.source, live, { detail: { factors: result.factors } });
-        done(null, true);
-      },
-      (err: unknown) => {
-        this.logger.error({ err }, 'authentication failed unexpectedly; connection refused');
-        done(connackError('internal-error', 'server unavailable'), false);
-      },
-    ).catch(this.#internalError);
+    // Synchronous when every authenticator answers synchronously (a remembered password): no
+    // promise and no extra event-loop turn on the reconnect path.
+    let r: AuthResult | Promise<AuthResult>;
+    try {
+      r = this.#runAuthentication(live, { username, password });
+    } catch (err) {
+      return this.#authCrashed(err, done);
+    }
+    if (isPromiseLike(r)) r.then((result) => this.#authenticated(client, live, username, result, done), (err: unknown) => this.#authCrashed(err, done)).catch(this.#internalError);
+    else {
+      try {
+        this.#authenticated(client, live, username, r, done);
+      } catch (err) {
+        this.#internalError(err); // as on the asynchronous path: logged, never thrown into Aedes' parser
+      }
+    }
   };
 
-  async #runAuthentication(live: LiveClient, creds: Credentials): Promise<{ verdict: Denial | undefined; control: string; source: string; factors: string[] }> {
+  #authCrashed(err: unknown, done: (err: Error | null, ok: boolean | null) => void): void {
+    this.logger.error({ err }, 'authentication failed unexpectedly; connection refused');
+    done(connackError('internal-error', 'server unavailable'), false);
+  }
+
+  #authenticated(client: WiredClient, live: LiveClient, username: string | undefined, result: AuthResult, done: (err: Error | null, ok: boolean | null) => void): void {
+    if (isDenial(result.verdict)) {
+      this.#emit('auth.failed', result.control, result.source, { ...live, username: username ?? undefined } as ClientInfo, {
+        reason: result.verdict.reason,
+        message: result.verdict.message,
+      });
+      live.closeReason = 'denied';
+      return done(connackError(result.verdict.reason, result.verdict.message ?? result.verdict.reason), false);
+    }
+    const accepted = () => {
+      live.id = client.id; // Aedes assigns one when the client sent none
+      live.connectedAt = Date.now();
+      // A client id connected elsewhere on this broker is about to be taken over.
+      const previous = this.#wired(live.id);
+      if (previous && previous !== client && previous[kLive]) (previous[kLive] as LiveClient).closeReason = 'taken-over';
+      this.#emit('auth.succeeded', result.control, result.source, live, { detail: { factors: result.factors } });
+      done(null, true);
+    };
+    // The will is a PUBLISH made at CONNECT: authorize it now, not only when it fires.
+    const will = (client as unknown as { _will?: PublishPacket })._will;
+    if (!will) return accepted();
+    const willRefused = (o: AsyncOutcome) => {
+      this.#denialEvent('publish.denied', o.denial as Denial, o.index, this.#chains.publish.owners, live, o.error, { topic: will.topic, message: `will: ${o.denial?.message ?? o.denial?.reason}` });
+      live.closeReason = 'denied';
+      done(connackError('not-authorized', 'will topic not authorized'), false);
+    };
+    const r = runVerdictChain(this.#chains.publish, live, will);
+    if (r === undefined) return accepted();
+    if (isDenial(r)) return willRefused({ denial: r, index: lastRun.index, error: lastRun.error });
+    r.then((o) => (o.denial ? willRefused(o) : accepted())).catch(this.#internalError);
+  }
+
+  /** Runs the authenticate chain; synchronous while every link answers synchronously. */
+  #runAuthentication(live: LiveClient, creds: Credentials): AuthResult | Promise<AuthResult> {
+    const fns = this.#chains.authenticate.fns;
+    const steps: AuthStep[] = [];
+    for (let i = 0; i < fns.length; i++) {
+      let value: AuthVerdict | Promise<AuthVerdict>;
+      try {
+        value = (fns[i] as (c: ClientInfo, k: Credentials) => AuthVerdict | Promise<AuthVerdict>)(live, creds);
+      } catch (error) {
+        steps.push({ value: undefined, index: i, error });
+        break;
+      }
+      if (isPromiseLike(value)) return this.#runAuthenticationAsync(live, creds, steps, i, value);
+      steps.push({ value, index: i });
+      if (isDenial(value)) break; // deny wins: stop at the first refusal
+    }
+    return this.#judgeAuthentication(live, creds, steps);
+  }
+
+  async #runAuthenticationAsync(live: LiveClient, creds: Credentials, steps: AuthStep[], from: number, pending: PromiseLike<AuthVerdict>): Promise<AuthResult> {
+    const fns = this.#chains.authenticate.fns;
+    for (let i = from; i < fns.length; i++) {
+      try {
+        const value = await (i === from ? pending : (fns[i] as (c: ClientInfo, k: Credentials) => AuthVerdict | Promise<AuthVerdict>)(live, creds));
+        steps.push({ value, index: i });
+        if (isDenial(value)) break;
+      } catch (error) {
+        steps.push({ value: undefined, index: i, error });
+        break;
+      }
+    }
+    return this.#judgeAuthentication(live, creds, steps);
+  }
+
+  #judgeAuthentication(live: LiveClient, creds: Credentials, results: AuthStep[]): AuthResult {
     const chain = this.#chains.authenticate;
-    const results = await collectChain(chain, live as ClientInfo, creds);
     const accepted: Array<{ a: Accepted; owner: Middleware }> = [];
     for (const r of results) {
       const owner = chain.owners[r.index] as Middleware;
@@ -518,13 +669,19 @@ export class BastionBroker extends EventEmitter {
       if (this.#anonymous) return { verdict: undefined, control: 'PR.AC-3', source: CORE, factors };
       return { verdict: deny('not-authorized', 'no credentials accepted'), control: 'PR.AC-3', source: CORE, factors };
     }
+    const first = accepted[0] as { a: Accepted; owner: Middleware };
+    if (accepted.length === 1) {
+      // one factor (the common case): its identity as given, without the set/array copies below
+      live.username = first.a.username;
+      live.groups = first.a.groups ?? [];
+      return { verdict: undefined, control: first.owner.controls[0] ?? 'PR.AC-3', source: first.owner.name, factors };
+    }
     // Several factors must name one identity: a password of user A with the certificate of B is refused.
     const names = new Set(accepted.map((x) => x.a.username).filter((u): u is string => u !== undefined));
     if (names.size > 1) return { verdict: deny('not-authorized', 'authentication factors name different identities'), control: 'PR.CS-3', source: CORE, factors };
     live.username = names.values().next().value;
     live.groups = [...new Set(accepted.flatMap((x) => x.a.groups ?? []))];
-    const first = accepted[0] as { a: Accepted; owner: Middleware };
-    return { verdict: undefined, control: accepted.length > 1 ? 'PR.CS-3' : (first.owner.controls[0] ?? 'PR.AC-3'), source: accepted.map((x) => x.owner.name).join('+'), factors };
+    return { verdict: undefined, control: 'PR.CS-3', source: accepted.map((x) => x.owner.name).join('+'), factors };
   }
 
   #authorizePublish = (client: WiredClient | null, packet: PublishPacket, done: (err?: Error | null) => void): void => {
@@ -570,6 +727,8 @@ export class BastionBroker extends EventEmitter {
   #authorizeForward = (client: WiredClient, packet: PublishPacket): PublishPacket | null => {
     const live = client[kLive];
     if (live === undefined) return packet;
+    // Something still waits to be written to this client: is it a slow consumer?
+    if (client.conn.writableLength > 0 && !this.#withinBacklog(client, live, packet)) return null;
     const fns = this.#chains.forward;
     for (let i = 0; i < fns.length; i++) {
       let ok: boolean;
@@ -590,6 +749,35 @@ export class BastionBroker extends EventEmitter {
     }
     return packet;
   };
+
+  /**
+   * A subscriber that does not read must not hold publishers nor grow memory: past the backlog cap
+   * it is disconnected; below it, QoS 0 deliveries that would overflow its socket buffer are dropped
+   * (Aedes would otherwise wait for 'drain' — up to drainTimeout — before the publisher may go on).
+   */
+  #withinBacklog(client: WiredClient, live: LiveClient, packet: PublishPacket): boolean {
+    const conn = client.conn;
+    const queued = conn.writableLength;
+    const limits = this.#connections.limits;
+    const max = limits.maxOutboundBacklog ?? 0;
+    if (max > 0 && queued >= max) {
+      if (!live.closeReason) {
+        live.closeReason = 'slow-consumer';
+        live.closeDetail = `${queued} bytes waiting to be written (limit ${max})`;
+        conn.destroy();
+      }
+      return false;
+    }
+    if (packet.qos !== 0 || limits.dropQoS0WhenBacklogged !== true) return true;
+    if (queued + packet.payload.length + packet.topic.length < conn.writableHighWaterMark) return true;
+    this.#limitEvent('limit.exceeded', 'PR.SS-1', 'outbound-backlog', live.id, live, {
+      reason: 'quota-exceeded',
+      message: 'QoS 0 messages dropped for a client that does not read fast enough',
+      topic: packet.topic,
+      detail: { consequence: 'drop', queued },
+    });
+    return false;
+  }
 
   #wireAedesEvents(aedes: Aedes): void {
     aedes.on('clientReady', (c) => {
@@ -623,7 +811,15 @@ export class BastionBroker extends EventEmitter {
       if (!live) return;
       const reason: DisconnectReason =
         live.closeReason ??
-        (wc._disconnected ? 'client-disconnect' : live.keepaliveExpired ? 'keepalive-timeout' : live.error && !isSocketError(live.error) ? 'protocol-error' : 'socket-closed');
+        (wc._disconnected
+          ? 'client-disconnect'
+          : live.keepaliveExpired
+            ? 'keepalive-timeout'
+            : live.error?.message === 'drain timeout' // Aedes: the socket stayed full for drainTimeout
+              ? 'slow-consumer'
+              : live.error && !isSocketError(live.error)
+                ? 'protocol-error'
+                : 'socket-closed');
       this.#emit('client.disconnected', reason === 'client-disconnect' ? 'ID.AM-1' : 'DE.NM-2', CORE, live, {
         reason,
         message: live.closeDetail ?? (reason === 'protocol-error' ? live.error?.message : undefined),

@@ -78,9 +78,9 @@ export function setKeepalive(client: ClientInfo, seconds: number): void {
   if (client instanceof LiveClient && Number.isInteger(seconds) && seconds >= 0 && seconds <= 65535) client[kKeepalive] = seconds;
 }
 
-/** How many subscriptions a connected client holds now (0 when unknown). */
-export function subscriptionCount(client: ClientInfo): number {
-  if (!(client instanceof LiveClient)) return 0;
+/** Does a connected client hold a subscription to exactly this topic filter now? */
+export function hasSubscription(client: ClientInfo, topicFilter: string): boolean {
+  if (!(client instanceof LiveClient)) return false;
   const subs = client[kWire]?.subscriptions;
-  return subs === undefined ? 0 : Object.keys(subs).length;
+  return subs !== undefined && Object.hasOwn(subs, topicFilter);
 }

@@ -20,12 +20,16 @@ export interface ConnectionLimits {
   /**
    * Drop QoS 0 deliveries to a client whose socket is backed up, instead of queueing them behind it
    * (at most once allows it). Without this, one subscriber that stops reading holds every publisher
-   * of its topics until the drain timeout. Default true.
+   * of its topics until the drain timeout. Default false (Aedes' behaviour: wait for the reader).
    */
   dropQoS0WhenBacklogged?: boolean | undefined;
+  /** Milliseconds a client's socket may stay full before Aedes disconnects it (Aedes `drainTimeout`, default 60 s). */
+  drainTimeout?: number | undefined;
+  /** Inbound QoS 2 messages awaiting PUBREL per client before it is disconnected (Aedes `maxInflightInbound`, default 1000). */
+  maxInflightInbound?: number | undefined;
 }
 
-export type ConnectionLimitName = 'connections-per-ip' | 'connections-per-listener' | 'connections-total';
+export type ConnectionLimitName = 'concurrent.perIp' | 'concurrent.perListener' | 'concurrent.total';
 
 export class ConnectionCounter {
   readonly #perIp = new Map<string, number>();
@@ -50,11 +54,11 @@ export class ConnectionCounter {
   admit(ip: string, listener: string): ConnectionLimitName | undefined {
     const l = this.#limits;
     const fromIp = this.#perIp.get(ip) ?? 0;
-    if (l.perIp && fromIp >= l.perIp) return 'connections-per-ip';
+    if (l.perIp && fromIp >= l.perIp) return 'concurrent.perIp';
     const onListener = this.#perListener.get(listener) ?? 0;
     const listenerCap = l.perListener?.[listener];
-    if (listenerCap && onListener >= listenerCap) return 'connections-per-listener';
-    if (l.total && this.#total >= l.total) return 'connections-total';
+    if (listenerCap && onListener >= listenerCap) return 'concurrent.perListener';
+    if (l.total && this.#total >= l.total) return 'concurrent.total';
     this.#perIp.set(ip, fromIp + 1);
     this.#perListener.set(listener, onListener + 1);
     this.#total++;
@@ -79,6 +83,6 @@ export class ConnectionCounter {
   /** The cap that applies to a limit name, for events. */
   capOf(name: ConnectionLimitName, listener: string): number {
     const l = this.#limits;
-    return (name === 'connections-per-ip' ? l.perIp : name === 'connections-total' ? l.total : l.perListener?.[listener]) ?? 0;
+    return (name === 'concurrent.perIp' ? l.perIp : name === 'concurrent.total' ? l.total : l.perListener?.[listener]) ?? 0;
   }
 }

@@ -10,5 +10,5 @@ export type { Listener, ListenerOptions, TlsOptions } from './listeners.js';
 export { normalizeAddress } from './address.js';
 export { normalizeSerial, toClientCertificate } from './certificate.js';
 export { chainOf, runVerdictChain } from './compose.js';
-export { setKeepalive, subscriptionCount } from './client.js';
+export { setKeepalive, hasSubscription } from './client.js';
 export type { ConnectionLimits, ConnectionLimitName } from './connection-limits.js';

@@ -27,3 +27,9 @@ export type { Revocation, RevocationOptions, ReloadResult, CrlStatus, Revocation
 export { watchFiles, readWithDigest } from './revocation/watch.js';
 export type { FileWatch, WatchFilesOptions } from './revocation/watch.js';
 export type { CrlRejection, LoadedCrl } from './revocation/crl-set.js';
+export { rateLimit, normalizeRateLimits, CONSEQUENCES } from './rate-limit/index.js';
+export type { RateLimit, Banner, ConnectionCaps, Consequence, RateSpec, RateSpecInput, RateLimitOptions, RateLimitSettings, RateStoreOptions, PublishBudget, PublishBudgetInput } from './rate-limit/index.js';
+export { protocolLimits } from './protocol-limits.js';
+export type { ProtocolLimits, ProtocolLimitsOptions, ProtocolLimitSettings, QueuePersistence } from './protocol-limits.js';
+export { autoDisconnect } from './auto-disconnect.js';
+export type { AutoDisconnect, AutoDisconnectOptions, AutoDisconnectSettings } from './auto-disconnect.js';

@@ -2,13 +2,15 @@
  * Password authentication (PR.AC-3) from a users file of scrypt hashes.
  *
  * A KDF per CONNECT would cap a field broker at a few hundred reconnects per second, so a
- * successful check is remembered as HMAC(processKey, hash ‖ password): a reconnect with the same
- * password costs one HMAC and a constant-time compare, and any password change (new hash) or
- * removal invalidates it. The key lives only in memory.
+ * successful check is remembered as SHA-256(processKey ‖ hash ‖ 0 ‖ password), a keyed hash under a
+ * random 32-byte key that lives only in memory and whose outputs never leave the process (so length
+ * extension does not apply): a reconnect with the same password costs one one-shot hash and a
+ * constant-time compare, answered synchronously (no promise on the reconnect path), and any password
+ * change (new hash) or removal invalidates it.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash as sha, randomBytes, timingSafeEqual } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
-import type { AuthVerdict, BrokerContext, ClientInfo, Credentials, Middleware } from '@bastion/core';
+import type { Accepted, AuthVerdict, BrokerContext, ClientInfo, Credentials, Middleware } from '@bastion/core';
 import { accept, deny } from '@bastion/core';
 import { DEFAULT_COST, hashPassword, readUsersFile, verifyPassword } from './users-file.js';
 import type { UserRecord } from './users-file.js';
@@ -43,14 +45,33 @@ export function passwordAuth(opts: PasswordAuthOptions): PasswordAuth {
   let users = new Map<string, UserRecord>();
   for (const u of opts.users ?? []) users.set(u.username, u);
   const processKey = randomBytes(32);
-  const verified = new Map<string, Buffer>();
+  /** username → what a reconnect is checked against: the keyed-hash prefix of its current hash, the proof, the verdict. */
+  const verified = new Map<string, { hash: string; prefix: Buffer; proof: Buffer; verdict: Accepted }>();
   /** Revoked credentials: username → the hash that was revoked (a new password lifts it). */
   const revoked = new Map<string, string>();
   let ctx: BrokerContext | undefined;
   let watcher: FSWatcher | undefined;
   let dummyHash = '';
 
-  const proof = (hash: string, password: Buffer) => createHmac('sha256', processKey).update(hash).update('\u0000').update(password).digest();
+  const prefixOf = (hash: string) => Buffer.concat([processKey, Buffer.from(hash, 'utf8'), Buffer.from([0])]);
+  const proof = (prefix: Buffer, password: Buffer) => sha('sha256', Buffer.concat([prefix, password]), 'buffer');
+
+  /** The scrypt path: first login of a user with this password, a wrong password, an unknown user. */
+  const verifySlow = async (user: UserRecord | undefined, password: Buffer): Promise<AuthVerdict> => {
+    if (!user) {
+      await verifyPassword(dummyHash, password); // same cost as a real check: no user enumeration by timing
+      return BAD;
+    }
+    if (!(await verifyPassword(user.hash, password))) return BAD;
+    // the table may have changed while scrypt ran: a new password (or removal) refuses; a reload of
+    // the same file (new record objects, same hash) must not
+    const now = users.get(user.username);
+    if (now === undefined || now.hash !== user.hash) return BAD;
+    const prefix = prefixOf(now.hash);
+    const verdict = accept('password', now.username, now.groups);
+    verified.set(now.username, { hash: now.hash, prefix, proof: proof(prefix, password), verdict });
+    return verdict;
+  };
 
   const apply = (next: Map<string, UserRecord>) => {
     for (const [name, hash] of revoked) if (next.get(name)?.hash === hash) next.delete(name);
@@ -109,24 +130,19 @@ export function passwordAuth(opts: PasswordAuthOptions): PasswordAuth {
       ctx?.logger.warn({ username }, 'credential revoked');
       return true;
     },
-    async authenticate(_client: ClientInfo, creds: Credentials): Promise<AuthVerdict> {
+    // Not async: a reconnect with a remembered password is answered synchronously.
+    authenticate(_client: ClientInfo, creds: Credentials): AuthVerdict | Promise<AuthVerdict> {
       if (creds.username === undefined) return undefined; // this factor was not presented
       if (creds.password === undefined) return NO_PASSWORD;
       const user = users.get(creds.username);
-      if (!user) {
-        await verifyPassword(dummyHash, creds.password); // same cost as a real check: no user enumeration by timing
-        return BAD;
+      if (user !== undefined) {
+        const known = verified.get(user.username);
+        // same hash: the cache entry belongs to the current password, and the user record to it
+        if (known !== undefined && known.hash === user.hash && timingSafeEqual(known.proof, proof(known.prefix, creds.password))) {
+          return known.verdict.groups === user.groups ? known.verdict : (known.verdict = accept('password', user.username, user.groups));
+        }
       }
-      const p = proof(user.hash, creds.password);
-      const known = verified.get(user.username);
-      if (known !== undefined && timingSafeEqual(known, p)) return accept('password', user.username, user.groups);
-      if (!(await verifyPassword(user.hash, creds.password))) return BAD;
-      // the table may have changed while scrypt ran: a new password (or removal) refuses; a reload of
-      // the same file (new record objects, same hash) must not
-      const now = users.get(user.username);
-      if (now === undefined || now.hash !== user.hash) return BAD;
-      verified.set(user.username, p);
-      return accept('password', now.username, now.groups);
+      return verifySlow(user, creds.password);
     },
     close() {
       watcher?.close();

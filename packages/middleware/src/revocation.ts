@@ -376,7 +376,7 @@ export function revocation(opts: RevocationOptions): Revocation {
       ctx = c;
       logger = c.logger;
       if (!loadedOnce) await load();
-      noteStale();
+      noteStale(); // a CRL already stale at start is reported now (subscribe before listen() to hear it)
       if (opts.watch !== false) {
         watcher = watchFiles([...crlFiles, ...caFiles], () => void reload().catch((err: unknown) => c.logger.error({ err }, 'CRL reload failed')), {
           ...(opts.debounceMs === undefined ? {} : { debounceMs: opts.debounceMs }),

@@ -170,15 +170,23 @@ export async function connectNow(redis: Redis, cfg: RedisConfig): Promise<void> 
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new BastionError('BASTION_ERR_PERSISTENCE_UNAVAILABLE', `cannot reach Redis at ${where} within ${cfg.connectTimeout} ms`)), cfg.connectTimeout);
   });
+  // ioredis rejects with "Connection is closed"; the cause (TLS, refused, auth) comes as an 'error' event
+  let cause: Error | undefined;
+  const onError = (err: Error) => {
+    cause = err;
+  };
+  redis.on('error', onError);
   try {
     const connecting = redis.status === 'wait' ? redis.connect() : new Promise<void>((resolve) => redis.once('ready', () => resolve()));
     await Promise.race([connecting, timeout]);
     await Promise.race([redis.ping(), timeout]);
   } catch (err) {
-    if (err instanceof BastionError) throw err;
-    throw new BastionError('BASTION_ERR_PERSISTENCE_UNAVAILABLE', `cannot use Redis at ${where}: ${(err as Error).message}`, { cause: err });
+    const why = cause && cause !== err ? `${cause.message}` : (err as Error).message;
+    if (err instanceof BastionError) throw cause ? new BastionError(err.code, `${err.message}: ${why}`, { cause }) : err;
+    throw new BastionError('BASTION_ERR_PERSISTENCE_UNAVAILABLE', `cannot use Redis at ${where}: ${why}`, { cause: cause ?? err });
   } finally {
     clearTimeout(timer);
+    redis.off('error', onError);
   }
 }
 

@@ -51,7 +51,9 @@ export class Sealer {
   failureKeyId: string | undefined;
   #pool = Buffer.alloc(0);
   #poolAt = 0;
+  /** Header then context, contiguous: one setAAD call (scratch, reused; setAAD copies at once). */
   #aad = Buffer.allocUnsafe(512);
+  readonly #iv = Buffer.allocUnsafe(NONCE_BYTES);
 
   constructor(keyring: Keyring, purpose: KeyPurpose) {
     this.keyring = keyring;
@@ -62,45 +64,55 @@ export class Sealer {
     return this.keyring.current.id;
   }
 
-  #nonce(out: Buffer, at: number): void {
+  /** A fresh nonce into #iv. */
+  #nonce(): void {
     if (this.#poolAt + NONCE_BYTES > this.#pool.length) {
       if (this.#pool.length === 0) this.#pool = Buffer.allocUnsafe(NONCE_POOL_SIZE);
       randomFillSync(this.#pool);
       this.#poolAt = 0;
     }
-    this.#pool.copy(out, at, this.#poolAt, this.#poolAt + NONCE_BYTES);
+    this.#pool.copy(this.#iv, 0, this.#poolAt, this.#poolAt + NONCE_BYTES);
     this.#poolAt += NONCE_BYTES;
   }
 
-  /** The context as bytes, in a scratch buffer reused across calls (setAAD copies it at once). */
-  #context(ctx: Context): Buffer {
+  /** Write the context after the header already in #aad; returns the associated data's length. */
+  #context(ctx: Context): number {
     const client = ctx.clientId ?? '';
     const topic = ctx.topic ?? '';
-    const need = 3 + Buffer.byteLength(client) + Buffer.byteLength(topic);
-    if (need > this.#aad.length) this.#aad = Buffer.allocUnsafe(Math.max(need, this.#aad.length * 2));
+    const need = HEADER_BYTES + 3 + Buffer.byteLength(client) + Buffer.byteLength(topic);
+    if (need > this.#aad.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(need, this.#aad.length * 2));
+      this.#aad.copy(bigger, 0, 0, HEADER_BYTES);
+      this.#aad = bigger;
+    }
     const b = this.#aad;
-    b[0] = ctx.kind.charCodeAt(0);
-    const n = b.write(client, 3);
-    b.writeUInt16BE(n, 1); // length-prefixed: "a" + "b/c" never equals "a/b" + "c"
-    const m = b.write(topic, 3 + n);
-    return b.subarray(0, 3 + n + m);
+    const at = HEADER_BYTES;
+    b[at] = ctx.kind.charCodeAt(0);
+    const n = b.write(client, at + 3);
+    b.writeUInt16BE(n, at + 1); // length-prefixed: "a" + "b/c" never equals "a/b" + "c"
+    const m = b.write(topic, at + 3 + n);
+    return at + 3 + n + m;
   }
 
   /** Seal `plaintext` for `ctx` with the current key. */
   seal(plaintext: Buffer, ctx: Context, flags = 0, key: PersistenceKey = this.keyring.current): Buffer {
-    const out = Buffer.allocUnsafe(HEADER_BYTES + plaintext.length + TAG_BYTES);
-    out[0] = MAGIC;
-    out[1] = VERSION;
-    out[2] = flags;
-    key.idBytes.copy(out, 3);
-    this.#nonce(out, 3 + KEY_ID_BYTES);
-    const cipher = createCipheriv('aes-256-gcm', key.subkeys[this.purpose], out.subarray(3 + KEY_ID_BYTES, HEADER_BYTES));
-    cipher.setAAD(out.subarray(0, HEADER_BYTES));
-    cipher.setAAD(this.#context(ctx));
+    this.#nonce();
+    const h = this.#aad;
+    h[0] = MAGIC;
+    h[1] = VERSION;
+    h[2] = flags;
+    key.idBytes.copy(h, 3);
+    this.#iv.copy(h, 3 + KEY_ID_BYTES);
+    const aadLength = this.#context(ctx);
+    const cipher = createCipheriv('aes-256-gcm', key.subkeys[this.purpose], this.#iv);
+    cipher.setAAD(this.#aad.subarray(0, aadLength));
     const ct = cipher.update(plaintext);
-    ct.copy(out, HEADER_BYTES);
     cipher.final(); // GCM produces no trailing bytes
-    cipher.getAuthTag().copy(out, HEADER_BYTES + ct.length);
+    const tag = cipher.getAuthTag();
+    const out = Buffer.allocUnsafe(HEADER_BYTES + ct.length + TAG_BYTES);
+    this.#aad.copy(out, 0, 0, HEADER_BYTES);
+    ct.copy(out, HEADER_BYTES);
+    tag.copy(out, HEADER_BYTES + ct.length);
     return out;
   }
 
@@ -119,9 +131,11 @@ export class Sealer {
       return undefined;
     }
     try {
-      const decipher = createDecipheriv('aes-256-gcm', key.subkeys[this.purpose], envelope.subarray(3 + KEY_ID_BYTES, HEADER_BYTES));
-      decipher.setAAD(envelope.subarray(0, HEADER_BYTES));
-      decipher.setAAD(this.#context(ctx));
+      envelope.copy(this.#aad, 0, 0, HEADER_BYTES);
+      envelope.copy(this.#iv, 0, 3 + KEY_ID_BYTES, HEADER_BYTES);
+      const aadLength = this.#context(ctx);
+      const decipher = createDecipheriv('aes-256-gcm', key.subkeys[this.purpose], this.#iv);
+      decipher.setAAD(this.#aad.subarray(0, aadLength));
       decipher.setAuthTag(envelope.subarray(envelope.length - TAG_BYTES));
       const pt = decipher.update(envelope.subarray(HEADER_BYTES, envelope.length - TAG_BYTES));
       decipher.final(); // throws when the tag does not verify

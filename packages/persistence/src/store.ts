@@ -55,6 +55,7 @@ export class Store {
   /** Redis connection health (memory stores are always healthy). */
   readonly health: ConnectionHealth;
   readonly #connections: Redis[];
+  readonly #start: () => Promise<void>;
   #sink: StoreEventSink | undefined;
   #closed = false;
 
@@ -66,7 +67,9 @@ export class Store {
     state: ClusterState | undefined;
     connections: Redis[];
     health?: ConnectionHealth;
+    start?: () => Promise<void>;
   }) {
+    this.#start = parts.start ?? (async () => undefined);
     this.config = parts.config;
     this.health = parts.health ?? new ConnectionHealth();
     this.keyring = parts.keyring;
@@ -74,6 +77,15 @@ export class Store {
     this.mq = parts.mq;
     this.state = parts.state;
     this.#connections = parts.connections;
+  }
+
+  /**
+   * Connect, check the store against the keys (fails closed) and start the state channel. The
+   * broker does this when it starts (in the persistence's setup); call it yourself only when using
+   * a store without a broker. Idempotent; after a failure every connection is closed.
+   */
+  start(): Promise<void> {
+    return this.#start();
   }
 
   set onEvent(sink: StoreEventSink | undefined) {
@@ -149,7 +161,9 @@ export async function openStore(config: StoreConfig, options: OpenStoreOptions =
   const closeAll = async () => {
     await Promise.all(connections.map((c) => closeRedis(c)));
   };
-  const beforeSetup = async () => {
+  let starting: Promise<void> | undefined;
+  const beforeSetup = () => (starting ??= startOnce());
+  const startOnce = async () => {
     try {
       await connectNow(db, redis);
       await checkStore(db, redis.prefix, keyring);
@@ -160,7 +174,7 @@ export async function openStore(config: StoreConfig, options: OpenStoreOptions =
     }
   };
   const persistence = new EncryptingPersistence(redisPersistence(db), cipher, { beforeSetup, afterDestroy: closeAll, onEvent: report });
-  store = new Store({ config, keyring, persistence, mq, state, connections, health });
+  store = new Store({ config, keyring, persistence, mq, state, connections, health, start: beforeSetup });
   health.sink = report;
   if (options.onEvent) store.onEvent = options.onEvent;
   return store;

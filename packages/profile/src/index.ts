@@ -41,6 +41,24 @@ export {
 export { profileReference, writeProfileReference, REFERENCE_BEGIN, REFERENCE_END } from './reference.js';
 export { defineSection } from './sections/section.js';
 export type { Section, SectionContext, SectionPath } from './sections/section.js';
+export type { SectionTiers, Floor, FloorContext, FloorViolation } from './sections/section.js';
+export {
+  tierRows,
+  tierFloors,
+  tierTable,
+  writeTierTable,
+  enforceFloors,
+  evaluateFloors,
+  enabledFor,
+  tlsPreset,
+  isLoopbackHost,
+  TIER_TABLE_BEGIN,
+  TIER_TABLE_END,
+} from './tiers.js';
+export type { TierRow, ProfileFloor, FloorFinding } from './tiers.js';
+export { covers as exceptionCovers, isExpired as isExceptionExpired, formatPath } from './exceptions.js';
+export type { ProfileException } from './exceptions.js';
+export type { Attestation } from './sections/attestations.js';
 export { sections } from './sections/index.js';
 export { size, duration, pathString } from './primitives.js';
 export { loadCatalog, subcategories, isKnownControl, CATALOG_FILE } from './catalog.js';

@@ -17,6 +17,12 @@ import { sections } from './sections/index.js';
 import type { SectionsOutput } from './sections/index.js';
 import type { Section } from './sections/section.js';
 import { parseDuration } from './units.js';
+import { formatPath } from './exceptions.js';
+import type { ProfileException } from './exceptions.js';
+import { enforceFloors, tlsPreset } from './tiers.js';
+import type { Tier } from './types.js';
+
+export { formatPath };
 
 export interface ResolveContext {
   file: string;
@@ -28,16 +34,6 @@ export interface ResolveContext {
 
 export type Outcome = { ok: true; profile: Profile } | { ok: false; issues: ProfileIssue[] };
 
-/** `listeners[0].tls.ca`, `tiers["PR.AC"]`; `(root)` for the empty path. */
-export function formatPath(path: readonly PathSegment[]): string {
-  let out = '';
-  for (const segment of path) {
-    if (typeof segment === 'number') out += `[${segment}]`;
-    else if (/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(segment)) out += out === '' ? segment : `.${segment}`;
-    else out += `[${JSON.stringify(segment)}]`;
-  }
-  return out === '' ? '(root)' : out;
-}
 
 class Issues {
   readonly list: ProfileIssue[] = [];
@@ -153,6 +149,10 @@ function tlsPaths(tls: NonNullable<ParsedProfile['tls']>, abs: (p: string) => st
 
 function finish(parsed: ParsedProfile, ctx: ResolveContext, issues: Issues, listenersGiven: boolean): Profile | undefined {
   const abs = (p: string): string => resolvePath(ctx.baseDir, p);
+  const tiers = { ...parsed.tiers };
+  const tierOf = (id: string): Tier => tiers[id.slice(0, 5)] ?? parsed.tier;
+  // The tier's defaults for what a TLS listener leaves out (docs/tiers.md); floors are checked below.
+  const preset = tlsPreset(tierOf);
   const topTls = parsed.tls === undefined ? undefined : tlsPaths(parsed.tls, abs);
   const listeners: Listener[] = [];
   const byName = new Map<string, number>();
@@ -192,10 +192,16 @@ function finish(parsed: ParsedProfile, ctx: ResolveContext, issues: Issues, list
         const where = `set it in listeners[${i}].tls or the top-level tls`;
         if (merged.cert === undefined) issues.add([...at, 'tls'], 'value', `listener "${name}" has no tls.cert: ${where}`);
         if (merged.key === undefined) issues.add([...at, 'tls'], 'value', `listener "${name}" has no tls.key: ${where}`);
-        const clientCertificate = merged.clientCertificate ?? TLS_DEFAULTS.clientCertificate;
+        const clientCertificate = merged.clientCertificate ?? preset.clientCertificate;
         const ca = merged.ca ?? [];
         if (clientCertificate !== 'none' && ca.length === 0) {
-          issues.add([...at, 'tls'], 'value', `listener "${name}" asks for client certificates (clientCertificate: ${clientCertificate}) but has no tls.ca to verify them`);
+          issues.add(
+            [...at, 'tls'],
+            'value',
+            merged.clientCertificate === undefined
+              ? `listener "${name}" asks for client certificates (the default at tier ${tierOf('PR.AC-1')} of PR.AC, docs/tiers.md) but has no tls.ca to verify them: set tls.ca`
+              : `listener "${name}" asks for client certificates (clientCertificate: ${clientCertificate}) but has no tls.ca to verify them`,
+          );
         }
         if (merged.cert !== undefined && merged.key !== undefined) {
           tls = {
@@ -203,7 +209,7 @@ function finish(parsed: ParsedProfile, ctx: ResolveContext, issues: Issues, list
             key: merged.key,
             ca,
             crl: merged.crl ?? [],
-            minVersion: merged.minVersion ?? TLS_DEFAULTS.minVersion,
+            minVersion: merged.minVersion ?? preset.minVersion,
             ...(merged.ciphers === undefined ? {} : { ciphers: merged.ciphers }),
             clientCertificate,
             handshakeTimeout: merged.handshakeTimeout ?? parseDuration(TLS_DEFAULTS.handshakeTimeout),
@@ -238,15 +244,24 @@ function finish(parsed: ParsedProfile, ctx: ResolveContext, issues: Issues, list
     issues.add(['authentication', 'anonymous'], 'value', 'anonymous clients cannot be allowed while authentication.require is set');
   }
 
-  const tiers = { ...parsed.tiers };
   const sectionValues: Record<string, unknown> = {};
   for (const [key, section] of Object.entries(sections) as Array<[string, Section<z.ZodType, unknown>]>) {
     sectionValues[key] = section.resolve((parsed as Record<string, unknown>)[key], {
       abs,
-      tierFor: (id) => tiers[id.slice(0, 5)] ?? parsed.tier,
+      tierFor: tierOf,
       issue: (path, message) => issues.add([key, ...path], 'value', message),
     });
   }
+
+  // Tier floors (docs/tiers.md): a setting below the floor of its tier is an error unless an exception covers it.
+  enforceFloors({
+    listeners,
+    authentication: { anonymous: auth.anonymous, require: required, ...(auth.passwords ? { passwords: { file: abs(auth.passwords.file) } } : {}), ...(auth.certificates ? { certificates: { ...auth.certificates } } : {}) },
+    sectionValues,
+    exceptions: (sectionValues['exceptions'] as ProfileException[] | undefined) ?? [],
+    tierFor: tierOf,
+    report: (path, message) => issues.add(path, 'value', message),
+  });
 
   if (issues.list.length > 0) return undefined;
 

@@ -68,8 +68,7 @@ export const tlsSchema = z.strictObject({
   minVersion: z
     .enum(TLS_VERSIONS)
     .optional()
-    .describe('Lowest TLS protocol version accepted.')
-    .register(documentedDefaults, { default: TLS_DEFAULTS.minVersion }),
+    .describe('Lowest TLS protocol version accepted. Default by tier of PR.IP: TLSv1.2 at tiers 1–2, TLSv1.3 from tier 3 (also the floor there; docs/tiers.md).'),
   ciphers: z
     .string()
     .min(1)
@@ -78,8 +77,7 @@ export const tlsSchema = z.strictObject({
   clientCertificate: z
     .enum(CLIENT_CERTIFICATE_MODES)
     .optional()
-    .describe('Whether clients are asked for a certificate: none (not asked), optional (asked; a certificate that is presented must be valid), required (clients without a valid certificate are rejected during the handshake).')
-    .register(documentedDefaults, { default: TLS_DEFAULTS.clientCertificate }),
+    .describe('Whether clients are asked for a certificate: none (not asked), optional (asked; a certificate that is presented must be valid), required (clients without a valid certificate are rejected during the handshake). Default by tier of PR.AC: none at tiers 1–2, required from tier 3 (also the floor there; docs/tiers.md).'),
   handshakeTimeout: duration({ min: 1, max: MAX_TIMEOUT })
     .optional()
     .describe('Time a client has to complete the TLS handshake before the connection is dropped.')
@@ -180,7 +178,7 @@ export const profileSchema = z.strictObject({
   name: z.string().min(1).optional().describe('Name of this deployment, used in logs and reports.'),
   tier: tierSchema
     .default(1)
-    .describe('NIST CSF implementation tier this deployment targets: 1 Partial, 2 Risk-Informed, 3 Repeatable, 4 Adaptive. Bastion packages read it to decide how strict their controls are.'),
+    .describe('NIST CSF implementation tier this deployment targets: 1 Partial, 2 Risk-Informed, 3 Repeatable, 4 Adaptive. Each tier is a preset of defaults for what the profile leaves out and a floor that explicit settings may not go below (unless `exceptions` records it); docs/tiers.md has the table.'),
   tiers: z
     .record(z.string().regex(CATEGORY_PATTERN), tierSchema, {
       error: (iss) =>

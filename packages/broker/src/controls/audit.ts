@@ -45,9 +45,11 @@ export const auditControl: ControlFactory = async ({ profile }) => {
             {
               name: 'audit-receipts',
               start(broker) {
+                const auditMw = broker.controls.get<Audit>('audit');
+                if (!auditMw) return;
+                // on every PUBLISH: one topic test; the client is looked up only for a receipt topic
                 const onPublish = (packet: PublishPacket, client: { id: string } | null) => {
-                  if (!client) return; // the broker's own messages ($SYS)
-                  broker.controls.get<Audit>('audit')?.receipt(broker.client(client.id), packet);
+                  if (client !== null && auditMw.wantsReceipt(packet.topic)) auditMw.receipt(broker.client(client.id), packet);
                 };
                 broker.aedes.on('publish', onPublish as never);
                 off = () => broker.aedes.off('publish', onPublish as never);

@@ -339,8 +339,7 @@ export function tlsCertificates(opts: TlsCertificatesOptions): TlsCertificates {
         rotation = setInterval(rotateTicketKeys, opts.ticketKeyRotation);
         rotation.unref();
       }
-      // first check just after start, so that listeners subscribed right after createBroker() hear it
-      setImmediate(sweepExpiry).unref();
+      sweepExpiry(); // subscribe before listen() (buildBroker) to hear warnings about the start state
       sweepTimer = setInterval(sweepExpiry, EXPIRY_SWEEP_MS);
       sweepTimer.unref();
     },

@@ -13,7 +13,7 @@ import { writePrivateFile } from '@bastion/pki';
 import { CliError } from '../errors.js';
 import { readSecret } from '../secret-input.js';
 
-interface Common {
+export interface Common {
   url?: string;
   profile?: string;
   tokenFile?: string;
@@ -67,7 +67,7 @@ async function endpoint(o: Common): Promise<{ url: string; ca?: Buffer | undefin
   return { url: `http://127.0.0.1:${DEFAULT_ADMIN_PORT}`, ca };
 }
 
-async function client(o: Common): Promise<AdminClient> {
+export async function client(o: Common): Promise<AdminClient> {
   if ((o.cert === undefined) !== (o.key === undefined)) throw new CliError('--cert and --key go together', 2);
   const { url, ca } = await endpoint(o);
   return new AdminClient({
@@ -80,7 +80,7 @@ async function client(o: Common): Promise<AdminClient> {
 }
 
 /** The connection options every API subcommand takes. */
-function api(cmd: Command): Command {
+export function api(cmd: Command): Command {
   return cmd
     .option('--url <url>', `admin API URL (default: from --profile, else http://127.0.0.1:${DEFAULT_ADMIN_PORT})`)
     .option('-p, --profile <file>', 'read the admin API address (and CA) from this profile')

@@ -38,10 +38,36 @@ export interface AuditHead {
 
 export const DEFAULT_MAX_SIZE = 64 * 1024 * 1024;
 
-/** MQTT filter match (`+` one level, `#` the rest). */
-function matches(filter: string, topic: string): boolean {
-  const f = filter.split('/');
-  const t = topic.split('/');
+/**
+ * A topic test compiled from MQTT filters, cheap enough to run on every PUBLISH: exact topics in a
+ * Set, `prefix/#` filters as startsWith, and only filters with `+` (or `#` elsewhere) split.
+ */
+export function topicMatcher(filters: readonly string[]): (topic: string) => boolean {
+  const exact = new Set<string>();
+  const prefixes: string[] = []; // 'a/b/' for 'a/b/#'
+  const parents: string[] = []; // 'a/b', which 'a/b/#' also matches
+  const general: string[][] = [];
+  for (const f of filters) {
+    if (!f.includes('+') && !f.includes('#')) exact.add(f);
+    else if (f === '#') return () => true;
+    else if (f.endsWith('/#') && !f.includes('+') && f.indexOf('#') === f.length - 1) {
+      prefixes.push(f.slice(0, -1));
+      parents.push(f.slice(0, -2));
+    }
+    else general.push(f.split('/'));
+  }
+  if (filters.length === 0) return () => false;
+  return (topic) => {
+    if (exact.has(topic)) return true;
+    for (let i = 0; i < prefixes.length; i++) if (topic.startsWith(prefixes[i] as string) || topic === parents[i]) return true;
+    if (general.length === 0) return false;
+    const t = topic.split('/');
+    for (const f of general) if (levelsMatch(f, t)) return true;
+    return false;
+  };
+}
+
+function levelsMatch(f: string[], t: string[]): boolean {
   for (let i = 0; i < f.length; i++) {
     const level = f[i];
     if (level === '#') return true;
@@ -57,6 +83,7 @@ export class AuditLog {
   readonly #key: Buffer | undefined;
   readonly #exclude: ReadonlySet<string>;
   readonly #receipts: readonly string[];
+  readonly #wants: (topic: string) => boolean;
   readonly #logger: Logger | undefined;
   #seq = 0;
   #prev = GENESIS;
@@ -70,6 +97,7 @@ export class AuditLog {
     this.#key = o.key;
     this.#exclude = new Set(o.exclude ?? []);
     this.#receipts = o.receipts ?? [];
+    this.#wants = topicMatcher(this.#receipts);
     this.#logger = o.logger;
   }
 
@@ -146,8 +174,7 @@ export class AuditLog {
 
   /** Is `topic` one of the receipt topics? */
   wantsReceipt(topic: string): boolean {
-    for (const f of this.#receipts) if (matches(f, topic)) return true;
-    return false;
+    return this.#wants(topic);
   }
 
   /** A publish receipt (non-repudiation, PR.IP-4). */

@@ -4,7 +4,7 @@
  * client has been closed (so the final disconnects are in the log too).
  */
 import type { ClientInfo, Middleware, PublishPacket } from '@bastion/core';
-import { AuditLog } from './audit-log.js';
+import { AuditLog, topicMatcher } from './audit-log.js';
 import type { AuditLogOptions, AuditHead } from './audit-log.js';
 
 export interface Audit extends Middleware {
@@ -13,14 +13,16 @@ export interface Audit extends Middleware {
   readonly head: AuditHead | undefined;
   /** Write an admin action or any other record that is not a bus event. */
   record(record: { type: string } & Record<string, unknown>): void;
-  /** Write a publish receipt when `topic` is a receipt topic (PR.IP-4). */
+  /** Is `topic` a receipt topic? (Cheap: call it on every PUBLISH, look the client up only when true.) */
+  wantsReceipt(topic: string): boolean;
+  /** Write a publish receipt (PR.IP-4). */
   receipt(client: Pick<ClientInfo, 'id' | 'username' | 'remoteAddress' | 'certificate'> | undefined, packet: PublishPacket): void;
 }
 
 export function audit(opts: Omit<AuditLogOptions, 'logger'> & { start?: Record<string, unknown> }): Audit {
   let log: AuditLog | undefined;
   let off: (() => void) | undefined;
-  const receipts = (opts.receipts ?? []).length > 0;
+  const wants = topicMatcher(opts.receipts ?? []);
   return {
     name: 'audit',
     controls: ['PR.PT-1', 'PR.IP-4'],
@@ -39,8 +41,9 @@ export function audit(opts: Omit<AuditLogOptions, 'logger'> & { start?: Record<s
     record(r) {
       log?.append(r);
     },
+    wantsReceipt: wants,
     receipt(client, packet) {
-      if (receipts && log?.wantsReceipt(packet.topic)) log.receipt(client, packet);
+      log?.receipt(client, packet);
     },
     close() {
       off?.();

@@ -30,4 +30,13 @@ export const accessListsSection = defineSection({
       clientIds: { allow: parsed.clientIds?.allow ?? [], deny: parsed.clientIds?.deny ?? [] },
     };
   },
+  tiers: {
+    category: 'PR.SS',
+    controls: ['PR.SS-4'],
+    example: { addresses: { allow: ['10.0.0.0/8'] } },
+    summary: (v) =>
+      v === undefined
+        ? 'off unless configured'
+        : `addresses: ${v.addresses.allow.length} allowed, ${v.addresses.deny.length} denied; client ids: ${v.clientIds.allow.length} allowed, ${v.clientIds.deny.length} denied`,
+  },
 });

@@ -59,4 +59,22 @@ export const aclSection = defineSection({
       publishDenied: parsed?.publishDenied ?? (tier >= 3 ? 'disconnect' : 'drop'),
     };
   },
+  tiers: {
+    category: 'PR.AC',
+    controls: ['PR.AC-5'],
+    summary: (v) =>
+      v === undefined
+        ? 'off: no topic authorization'
+        : `default ${v.defaultEffect}, ${v.rules.length} inline rule${v.rules.length === 1 ? '' : 's'}${v.file === undefined ? '' : ' + rules file'}; a refused PUBLISH is ${v.publishDenied === 'drop' ? 'dropped' : 'disconnected'}`,
+    floors: [
+      {
+        control: 'PR.AC-5',
+        from: 2,
+        key: 'acl.defaultEffect',
+        requirement: 'deny — what no rule allows is refused',
+        check: (v) =>
+          v === undefined ? { path: [], message: 'no ACL' } : v.defaultEffect === 'deny' ? undefined : { path: ['defaultEffect'], message: 'default allow (defaultEffect: allow)' },
+      },
+    ],
+  },
 });

@@ -111,7 +111,7 @@ export const adminSection = defineSection({
     const allow = parsed.certificates?.allow ?? [];
 
     if (!loopback && !tls) ctx.issue(['host'], `${parsed.host} is not loopback: set admin.tls (tokens and passwords must not cross a network in clear text)`);
-    else if (!tls && ctx.tierFor('PR.AC') >= 3) ctx.issue([], 'from tier 3 of PR.AC the admin API needs tls');
+    // HTTPS on loopback too from tier 3 of PR.AC: a tier floor (see `tiers` below), so an exception can waive it.
     if (tls && tls.clientCertificate !== 'none' && tls.ca.length === 0) ctx.issue(['tls', 'ca'], `clientCertificate is ${tls.clientCertificate}: set tls.ca to verify admin client certificates`);
     if (allow.length > 0 && (!tls || tls.clientCertificate === 'none')) ctx.issue(['certificates'], 'certificates.allow needs tls.clientCertificate optional or required');
     if (parsed.anonymous) {
@@ -136,5 +136,24 @@ export const adminSection = defineSection({
       dev: parsed.dev,
       maxBodySize: parsed.maxBodySize,
     };
+  },
+  tiers: {
+    category: 'PR.AC',
+    controls: ['PR.AC-3', 'ID.AM-1', 'PR.SS-4', 'RS.RP-2', 'RS.RP-3'],
+    example: { tokens: [{ name: 'ops', hash: `sha256:${'0'.repeat(64)}` }] },
+    summary(v, control) {
+      if (v === undefined) return control === undefined ? 'off unless configured' : '';
+      const how = [v.tls ? `HTTPS${v.tls.clientCertificate === 'required' ? ' with client certificates' : ''}` : 'HTTP', `${v.tokens.length} token${v.tokens.length === 1 ? '' : 's'}`, ...(v.certificates.allow.length > 0 ? [`${v.certificates.allow.length} certificate CNs`] : [])];
+      return `admin API on ${v.host}:${v.port} (${how.join(', ')}${v.anonymous ? ', anonymous dev access' : ''})`;
+    },
+    floors: [
+      {
+        control: 'PR.AC-3',
+        from: 3,
+        key: 'admin.tls',
+        requirement: 'set — HTTPS even on loopback',
+        check: (v) => (v !== undefined && v.tls === undefined ? { path: [], message: 'an admin API over plain HTTP' } : undefined),
+      },
+    ],
   },
 });

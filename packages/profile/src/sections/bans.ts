@@ -43,4 +43,9 @@ export const bansSection = defineSection({
     });
     return { maxBans: parsed?.maxBans ?? 100_000, initial };
   },
+  tiers: {
+    category: 'PR.SS',
+    controls: ['PR.SS-4', 'RS.RP-3'],
+    summary: (v) => `on: up to ${v.maxBans} bans${v.initial.length > 0 ? `, ${v.initial.length} from the start` : ''}`,
+  },
 });

@@ -10,6 +10,7 @@
 import { z } from 'zod';
 import { defineSection } from './section.js';
 import { duration } from '../primitives.js';
+import { formatDuration } from '../units.js';
 import type { Tier } from '../types.js';
 
 const DAY = 86_400_000;
@@ -56,5 +57,37 @@ export const certificatesSection = defineSection({
     const out: CertificateSettings = { watch: p.watch, sighup: p.sighup, expiryWarning: p.expiryWarning };
     if (rotation !== false) out.ticketKeyRotation = rotation;
     return out;
+  },
+  tiers: {
+    category: 'PR.SS',
+    controls: ['PR.SS-7', 'RC.RP-5', 'ID.AM-4'],
+    summary(v, control) {
+      const rotation = v.ticketKeyRotation === undefined ? 'session-ticket keys never rotate' : `session-ticket keys rotate every ${formatDuration(v.ticketKeyRotation)}`;
+      const reload = `TLS files reloaded${v.watch ? ' on change' : ''}${v.sighup ? `${v.watch ? ',' : ''} on SIGHUP` : ''}${v.watch || v.sighup ? '' : ' only through the API'}`;
+      const expiry = v.expiryWarning > 0 ? `expiry warning ${formatDuration(v.expiryWarning)} ahead` : 'no expiry warning';
+      if (control === 'PR.SS-7') return rotation;
+      if (control === 'RC.RP-5') return reload;
+      if (control === 'ID.AM-4') return expiry;
+      return `${rotation}; ${reload}; ${expiry}`;
+    },
+    floors: [
+      {
+        control: 'PR.SS-7',
+        from: 3,
+        key: 'certificates.ticketKeyRotation',
+        requirement: 'on (not false)',
+        check: (v) => (v.ticketKeyRotation === undefined ? { path: ['ticketKeyRotation'], message: 'session-ticket keys that never rotate' } : undefined),
+      },
+      {
+        control: 'PR.SS-7',
+        from: 4,
+        key: 'certificates.ticketKeyRotation',
+        requirement: 'at most 1h',
+        check: (v) =>
+          v.ticketKeyRotation !== undefined && v.ticketKeyRotation > DAY / 24
+            ? { path: ['ticketKeyRotation'], message: `session-ticket keys rotated every ${formatDuration(v.ticketKeyRotation)}` }
+            : undefined,
+      },
+    ],
   },
 });

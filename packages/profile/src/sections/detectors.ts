@@ -8,6 +8,25 @@ import { z } from 'zod';
 import { duration, integerRange } from '../primitives.js';
 import type { Tier } from '../types.js';
 import { defineSection } from './section.js';
+import { formatDuration } from '../units.js';
+
+/** The subcategory each detector delivers (its floor and its assess row). */
+const DETECTOR_CONTROLS = {
+  connectionAttempts: 'DE.NM-1',
+  abnormalTermination: 'DE.NM-2',
+  availability: 'DE.PM-1',
+  authFailures: 'DE.ID-1',
+  topicScanning: 'DE.ID-2',
+  undeliverable: 'DE.ID-3',
+  silentClients: 'DE.ID-4',
+} as const;
+
+function describeDetector(d: Record<string, unknown>): string {
+  return Object.entries(d)
+    .filter(([k]) => k !== 'expected')
+    .map(([k, v]) => `${k} ${typeof v === 'number' && (k === 'window' || k === 'after') ? formatDuration(v) : String(v)}`)
+    .join(', ') + (Array.isArray(d['expected']) ? `${(d['expected'] as unknown[]).length} expected clients` : '');
+}
 
 export const SEVERITIES = ['low', 'medium', 'high', 'critical'] as const;
 export type Severity = (typeof SEVERITIES)[number];
@@ -178,5 +197,27 @@ export const detectorsSection = defineSection({
       any = true;
     }
     return any ? out : undefined;
+  },
+  tiers: {
+    category: 'DE.NM, DE.ID',
+    controls: ['DE.NM-1', 'DE.NM-2', 'DE.PM-1', 'DE.ID-1', 'DE.ID-2', 'DE.ID-3', 'DE.ID-4', 'PR.SS-3'],
+    summary(v, control) {
+      if (v === undefined) return control === undefined ? 'off (tier 1 default: no detector unless configured)' : '';
+      const on = (Object.keys(DETECTOR_CONTROLS) as Array<keyof typeof DETECTOR_CONTROLS>).filter((k) => v[k] !== undefined);
+      if (control !== undefined && control !== 'PR.SS-3') {
+        const key = on.find((k) => DETECTOR_CONTROLS[k] === control);
+        return key === undefined ? '' : `${key}: ${describeDetector(v[key] as Record<string, unknown>)}`;
+      }
+      if (on.length === 0) return 'no detector on';
+      const lenient = v.authFailures !== undefined && v.authFailures.perIp > DEFAULTS.authFailures[1].perIp;
+      return `${on.length} detector${on.length === 1 ? '' : 's'} on${control === undefined && v.authFailures ? ` (${lenient ? 'lenient' : 'standard'} thresholds, e.g. auth failures ${v.authFailures.perIp} per address in ${formatDuration(v.authFailures.window)})` : `: ${on.join(', ')}`}`;
+    },
+    floors: (Object.keys(CATEGORY) as Tunable[]).map((key) => ({
+      control: DETECTOR_CONTROLS[key],
+      from: 3 as const,
+      key: `detectors.${key}`,
+      requirement: 'on (not disabled)',
+      check: (v: ResolvedDetectors | undefined) => (v?.[key] === undefined ? { path: [key], message: `the ${key} detector off` } : undefined),
+    })),
   },
 });

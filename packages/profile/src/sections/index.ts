@@ -4,6 +4,9 @@
  */
 import type { z } from 'zod';
 import type { Section } from './section.js';
+import { rateLimitsSection } from './rate-limits.js';
+import { disconnectSection } from './disconnect.js';
+import { protocolSection } from './protocol.js';
 import { revocationSection } from './revocation.js';
 import { certificatesSection } from './certificates.js';
 import { adminSection } from './admin.js';
@@ -15,6 +18,8 @@ import { detectorsSection } from './detectors.js';
 import { responsesSection } from './responses.js';
 import { auditSection } from './audit.js';
 import { metricsSection } from './metrics.js';
+import { attestationsSection } from './attestations.js';
+import { exceptionsSection } from '../exceptions.js';
 
 export const sections = {
   revocation: revocationSection,
@@ -28,6 +33,12 @@ export const sections = {
   responses: responsesSection,
   audit: auditSection,
   metrics: metricsSection,
+  rateLimits: rateLimitsSection,
+  disconnect: disconnectSection,
+  protocol: protocolSection,
+  // about the profile itself (no control): waivers of tier floors, and evidence assess lists
+  exceptions: exceptionsSection,
+  attestations: attestationsSection,
 } satisfies Record<string, Section<z.ZodType, unknown>>;
 
 type Sections = typeof sections;

@@ -43,4 +43,13 @@ export const metricsSection = defineSection({
       sysInterval: parsed.sysInterval ?? 10_000,
     };
   },
+  tiers: {
+    category: 'DE.CM',
+    controls: ['ID.AM-1', 'DE.CM-1'],
+    example: { sysTopics: true },
+    summary(v, control) {
+      if (v === undefined) return control === undefined ? 'off unless configured' : '';
+      return [v.endpoint ? `Prometheus on ${v.endpoint.host}:${v.endpoint.port}${v.endpoint.path}${v.endpoint.token ? ' (token)' : ''}` : 'no endpoint', v.sysTopics ? '$SYS security topics' : ''].filter(Boolean).join(', ');
+    },
+  },
 });

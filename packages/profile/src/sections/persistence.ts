@@ -14,13 +14,13 @@ const keySchema = z.union(
   [
     z.strictObject({
       file: pathString().describe('A key file: 32 random bytes (or them as 64 hex characters or base64). Make one with `bastion keys generate FILE`; keep it mode 0600.'),
-    }),
+    }).meta({ title: '{ file }' }),
     z.strictObject({
       value: z
         .string()
         .min(1)
         .describe('The key as 64 hex characters or base64, always given as `${env:NAME}` — never write a key itself in the profile.'),
-    }),
+    }).meta({ title: '{ value }' }),
   ],
   { error: () => 'expected { file: PATH } or { value: "${env:NAME}" }' },
 );
@@ -66,7 +66,7 @@ const schema = z
         keys: z
           .array(keySchema)
           .min(1)
-          .describe('Keys, newest first: the first seals everything written, all of them open what is stored. To rotate, put a new key first, then run `bastion keys rotate`, then drop the old one.'),
+          .describe('Keys, newest first, each `{ file: PATH }` (a key file, mode 0600, made by `bastion keys generate`) or `{ value: ${env:NAME} }` (64 hex characters or base64 from the environment). The first seals everything written; all of them open what is stored. To rotate: put a new key first, run `bastion keys rotate`, then drop the old one.'),
       })
       .optional()
       .describe('Seal stored payloads (retained, queued, incoming QoS 2, wills) and cluster traffic with AES-256-GCM. Required for Redis at tier 3 and above (PR.SS), and for cluster.'),
@@ -99,15 +99,12 @@ export const persistenceSection = defineSection({
   resolve(parsed, ctx): ResolvedPersistence {
     if (parsed === undefined) return { store: 'memory', cluster: false };
     const out: ResolvedPersistence = { store: parsed.store, cluster: parsed.cluster };
-    const tier = ctx.tierFor('PR.SS');
 
     if (parsed.store === 'redis' && parsed.redis === undefined) ctx.issue([], 'store: redis needs a redis section with the server url');
     if (parsed.store !== 'redis' && parsed.redis !== undefined) ctx.issue(['redis'], 'redis settings only apply with store: redis');
     if (parsed.cluster && parsed.store !== 'redis') ctx.issue(['cluster'], 'a cluster shares one Redis: set store: redis');
     if (parsed.cluster && parsed.encryption === undefined) ctx.issue(['cluster'], 'cluster traffic through Redis is sealed with the persistence keys: set encryption.keys');
-    if (parsed.store === 'redis' && parsed.encryption === undefined && tier >= 3) {
-      ctx.issue(['store'], `at tier ${tier} (PR.SS) a Redis store must be encrypted (PR.SS-6): set encryption.keys`);
-    }
+    // From tier 3 of PR.SS a Redis store is encrypted and off-host Redis uses TLS: tier floors (see `tiers` below).
 
     const r = parsed.redis;
     if (r !== undefined && parsed.store === 'redis') {
@@ -120,10 +117,6 @@ export const persistenceSection = defineSection({
       if (url && url.protocol !== 'redis:' && url.protocol !== 'rediss:') ctx.issue(['redis', 'url'], `expected redis:// or rediss://, got ${url.protocol}//`);
       if (url && url.pathname.length > 1 && !/^\/\d+$/.test(url.pathname)) ctx.issue(['redis', 'url'], `the path of a Redis URL is the database number, got ${url.pathname}`);
       if (url?.password) ctx.issue(['redis', 'url'], 'do not put the password in the URL: use redis.password with ${env:NAME}');
-      const tls = url?.protocol === 'rediss:' || r.tls !== undefined;
-      if (url && !tls && tier >= 3 && !LOOPBACK.has(url.hostname)) {
-        ctx.issue(['redis', 'url'], `at tier ${tier} (PR.SS) Redis off this host needs TLS: use rediss:// or set redis.tls`);
-      }
       if (r.tls && (r.tls.cert === undefined) !== (r.tls.key === undefined)) ctx.issue(['redis', 'tls'], 'cert and key go together');
       out.redis = {
         url: r.url,
@@ -154,5 +147,41 @@ export const persistenceSection = defineSection({
       out.encryption = { keys };
     }
     return out;
+  },
+  tiers: {
+    category: 'PR.SS',
+    controls: ['PR.SS-6', 'RC.RP-1', 'RC.RP-8'],
+    summary(v, control) {
+      const where = v.store === 'redis' ? `Redis${v.redis ? ` ${v.redis.url.replace(/\/\/[^@/]*@/, '//')}` : ''}${v.cluster ? ', cluster' : ''}` : 'memory (lost when the broker stops)';
+      const sealed = v.encryption ? `sealed with AES-256-GCM (${v.encryption.keys.length} key${v.encryption.keys.length === 1 ? '' : 's'})` : 'not encrypted';
+      if (control === 'PR.SS-6') return v.store === 'memory' && !v.encryption ? 'nothing stored at rest (memory store)' : sealed;
+      if (control === 'RC.RP-1' || control === 'RC.RP-8') return v.store === 'redis' ? `sessions, queues and retained messages survive a restart in ${where}` : '';
+      return `${where}, ${sealed}`;
+    },
+    floors: [
+      {
+        control: 'PR.SS-6',
+        from: 3,
+        key: 'persistence.encryption',
+        requirement: 'a Redis store must be encrypted (encryption.keys)',
+        check: (v) => (v.store === 'redis' && v.encryption === undefined ? { path: ['store'], message: 'an unencrypted Redis store' } : undefined),
+      },
+      {
+        control: 'PR.SS-6',
+        from: 3,
+        key: 'persistence.redis.url',
+        requirement: 'Redis off this host needs TLS (rediss:// or redis.tls)',
+        check(v) {
+          if (v.store !== 'redis' || v.redis === undefined || v.redis.tls !== undefined) return undefined;
+          let url: URL;
+          try {
+            url = new URL(v.redis.url);
+          } catch {
+            return undefined; // reported by resolve
+          }
+          return url.protocol === 'redis:' && !LOOPBACK.has(url.hostname) ? { path: ['redis', 'url'], message: `plain Redis on ${url.hostname}` } : undefined;
+        },
+      },
+    ],
   },
 });

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { show } from '../messages.js';
 import { duration } from '../primitives.js';
 import { defineSection } from './section.js';
+import { formatDuration } from '../units.js';
 import { SEVERITIES } from './detectors.js';
 import type { Severity } from './detectors.js';
 
@@ -137,5 +138,40 @@ export const responsesSection = defineSection({
     };
     if (out.ban.maxDuration < out.ban.duration) ctx.issue(['ban', 'maxDuration'], 'maxDuration is shorter than duration');
     return out;
+  },
+  tiers: {
+    category: 'RS.RP',
+    controls: ['RS.RP-2', 'RS.RP-3', 'RS.RP-4', 'RS.RP-5', 'RS.RP-6'],
+    summary(v, control) {
+      if (v === undefined) return control === undefined ? 'no automatic response (detections are only reported)' : '';
+      const actions = new Set(v.rules.flatMap((r) => r.actions.map((a) => a.action)));
+      const serves: Record<string, ReadonlyArray<ResponseAction>> = {
+        'RS.RP-2': ['revoke', 'ban-username'],
+        'RS.RP-3': ['disconnect', 'ban', 'ban-ip', 'ban-client', 'ban-username'],
+        'RS.RP-4': ['block-topic'],
+        'RS.RP-5': ['ban', 'ban-ip', 'lockdown'],
+        'RS.RP-6': ['shutdown'],
+      };
+      const mode = v.dryRun ? ' (dry run: recorded, not done)' : '';
+      if (control !== undefined) {
+        const mine = (serves[control] ?? []).filter((a) => actions.has(a));
+        return mine.length === 0 ? '' : `automatic ${mine.join(', ')}${mode}`;
+      }
+      return v.rules.length === 0 ? `no rules${mode}` : `${v.rules.length} rule${v.rules.length === 1 ? '' : 's'}: ${[...actions].join(', ')}; bans from ${formatDuration(v.ban.duration)} up to ${formatDuration(v.ban.maxDuration)}${mode}`;
+    },
+    floors: [
+      {
+        control: 'RS.RP-3',
+        from: 4,
+        key: 'responses',
+        requirement: 'at least one rule, dryRun off — detections drive actions',
+        check: (v) =>
+          v === undefined || v.rules.length === 0
+            ? { path: v === undefined ? [] : ['rules'], message: 'no response rule' }
+            : v.dryRun
+              ? { path: ['dryRun'], message: 'responses in dry run' }
+              : undefined,
+      },
+    ],
   },
 });

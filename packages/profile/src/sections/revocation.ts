@@ -64,4 +64,25 @@ export const revocationSection = defineSection({
     if (parsed.ca !== undefined) out.ca = [...new Set(list(parsed.ca).map((p) => ctx.abs(p)))];
     return out;
   },
+  tiers: {
+    category: 'PR.AC',
+    controls: ['RS.RP-1', 'PR.AC-1'],
+    example: { crl: 'ca.crl' },
+    summary: (v) =>
+      v === undefined
+        ? 'off: client certificates are not checked against CRLs by Bastion'
+        : `${v.crl.length} CRL file${v.crl.length === 1 ? '' : 's'}${v.watch ? ' (reloaded on change)' : ''}, stale CRL: ${v.stale}, unknown issuer: ${v.unknownIssuer}; revoked clients are disconnected`,
+    floors: [
+      {
+        control: 'RS.RP-1',
+        from: 4,
+        key: 'revocation',
+        requirement: 'configured wherever client certificates are accepted',
+        check: (v, ctx) =>
+          v === undefined && ctx.listeners.some((l) => (l.protocol === 'mqtts' || l.protocol === 'wss') && l.tls.clientCertificate !== 'none')
+            ? { path: [], message: 'client certificates that cannot be revoked (no revocation section)' }
+            : undefined,
+      },
+    ],
+  },
 });
