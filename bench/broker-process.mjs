@@ -29,10 +29,17 @@ try {
   process.exit(1);
 }
 
-const listening = { type: 'listening', target: target.name, port: running.port, pid: process.pid };
+const listening = { type: 'listening', target: target.name, port: running.port, pid: process.pid, info: running.info };
 if (process.send) {
   serve({
-    usage: () => ({ cpu: process.cpuUsage(), memory: process.memoryUsage(), at: performance.now() }),
+    // gc: a full collection first (run.mjs starts brokers with --expose-gc), for memory readings
+    usage: ({ gc } = {}) => {
+      if (gc && typeof globalThis.gc === 'function') {
+        globalThis.gc();
+        globalThis.gc();
+      }
+      return { cpu: process.cpuUsage(), memory: process.memoryUsage(), at: performance.now() };
+    },
     stop: async () => {
       await running.close();
     },

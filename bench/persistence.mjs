@@ -34,6 +34,7 @@ const { values } = parseArgs({
     window: { type: 'string', default: '100' },
     payload: { type: 'string', default: '256' },
     redis: { type: 'string' },
+    only: { type: 'string' },
     'no-pin': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
@@ -158,7 +159,7 @@ async function measure(config, pinning) {
     sub.end(true);
     const ms = t1 - t0;
     const cpuMs = (cpu1.cpu.user + cpu1.cpu.system - cpu0.cpu.user - cpu0.cpu.system) / 1000;
-    return { msgPerSec: (MESSAGES / ms) * 1000, ms, brokerCpuPct: (cpuMs / ms) * 100 };
+    return { msgPerSec: (MESSAGES / ms) * 1000, ms, brokerCpuPct: (cpuMs / ms) * 100, brokerCpuUsPerMsg: (cpuMs * 1000) / MESSAGES };
   } finally {
     await broker.stop();
   }
@@ -179,12 +180,15 @@ const redisConfig = (prefix, encrypted) => ({
   redis: { url: redis.url, prefix },
   ...(encrypted ? { encryption: { keys: [{ value: KEY }] } } : {}),
 });
-const configs = [
-  { name: 'redis', encrypted: false },
-  { name: 'redis', encrypted: true },
-  { name: 'memory', encrypted: false },
-  { name: 'memory', encrypted: true },
-];
+const STORES = values.only ? values.only.split(',') : ['redis', 'memory'];
+if (STORES.some((s) => s !== 'redis' && s !== 'memory')) {
+  process.stderr.write('persistence.mjs: --only takes redis, memory or both\n');
+  process.exit(2);
+}
+const configs = STORES.flatMap((name) => [
+  { name, encrypted: false },
+  { name, encrypted: true },
+]);
 
 log(`persistence bench: ${MESSAGES} QoS 1 messages of ${PAYLOAD.length} B per sample (+${WARMUP} warm-up), window ${WINDOW}, ${ROUNDS} rounds; pinning: ${pinning.reason}`);
 const samples = [];
@@ -197,14 +201,14 @@ try {
       const label = `${c.name}${c.encrypted ? ' encrypted' : ''}`;
       const r = await measure({ name: label, persistence }, pinning);
       samples.push({ round, store: c.name, encrypted: c.encrypted, ...r });
-      log(`  round ${round + 1}: ${label.padEnd(16)} ${Math.round(r.msgPerSec).toString().padStart(7)} msg/s  (broker CPU ${Math.round(r.brokerCpuPct)}%)`);
+      log(`  round ${round + 1}: ${label.padEnd(16)} ${Math.round(r.msgPerSec).toString().padStart(7)} msg/s  broker CPU ${Math.round(r.brokerCpuPct).toString().padStart(3)}%, ${r.brokerCpuUsPerMsg.toFixed(1)} µs/msg`);
     }
   }
 } finally {
   redis.stop();
 }
 
-const rows = ['redis', 'memory'].map((store) => {
+const rows = STORES.map((store) => {
   const plain = median(samples.filter((s) => s.store === store && !s.encrypted).map((s) => s.msgPerSec));
   const enc = median(samples.filter((s) => s.store === store && s.encrypted).map((s) => s.msgPerSec));
   const perRound = Array.from({ length: ROUNDS }, (_, r) => {
@@ -212,16 +216,18 @@ const rows = ['redis', 'memory'].map((store) => {
     const e = samples.find((s) => s.round === r && s.store === store && s.encrypted);
     return e.msgPerSec / p.msgPerSec;
   });
-  return { store, plain, encrypted: enc, ratio: enc / plain, target: store === 'redis' ? 0.8 : 0.9, perRound };
+  const cpuPlain = median(samples.filter((s) => s.store === store && !s.encrypted).map((s) => s.brokerCpuUsPerMsg));
+  const cpuEnc = median(samples.filter((s) => s.store === store && s.encrypted).map((s) => s.brokerCpuUsPerMsg));
+  return { store, plain, encrypted: enc, ratio: enc / plain, target: store === 'redis' ? 0.8 : 0.9, perRound, cpuPlain, cpuEnc };
 });
 
 if (values.json) {
   process.stdout.write(JSON.stringify({ machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version }, params: { MESSAGES, WARMUP, ROUNDS, WINDOW, payload: PAYLOAD.length }, pinning, samples, rows }, null, 2) + '\n');
 } else {
-  process.stdout.write('\nstore    unencrypted msg/s  encrypted msg/s  ratio (median)  per round          target\n');
+  process.stdout.write('\nstore    unencrypted msg/s  encrypted msg/s  ratio (median)  target  per round        broker CPU µs/msg (unencrypted → encrypted)\n');
   for (const r of rows) {
     process.stdout.write(
-      `${r.store.padEnd(8)} ${Math.round(r.plain).toString().padStart(17)}  ${Math.round(r.encrypted).toString().padStart(15)}  ${r.ratio.toFixed(2).padStart(14)}  ${r.perRound.map((x) => x.toFixed(2)).join(' ').padEnd(17)}  ≥ ${r.target}\n`,
+      `${r.store.padEnd(8)} ${Math.round(r.plain).toString().padStart(17)}  ${Math.round(r.encrypted).toString().padStart(15)}  ${r.ratio.toFixed(2).padStart(14)}  ≥ ${r.target.toFixed(1)}   ${r.perRound.map((x) => x.toFixed(2)).join(' ').padEnd(15)}  ${r.cpuPlain.toFixed(1)} → ${r.cpuEnc.toFixed(1)}\n`,
     );
   }
 }

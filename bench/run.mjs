@@ -17,13 +17,14 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { USAGE, UsageError, parseFlags } from './lib/args.mjs';
 import { makeTlsDir } from './lib/certs.mjs';
-import { cpuBusyPct, cpuDelta, launch, pinningPlan, readCpuTimes } from './lib/process.mjs';
+import { cpuBusyPct, cpuDelta, freePort, launch, launchExternal, pinningPlan, readCpuTimes } from './lib/process.mjs';
 import { formatReport } from './lib/report.mjs';
 import { scenarioByName } from './lib/scenarios.mjs';
 import { DISTURBED_PCT, otherLoadPct, summarizeRun } from './lib/stats.mjs';
 import { connectionFor, targetByName } from './lib/targets.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+const formatValue = (v) => (Math.abs(v) >= 100 ? Math.round(v).toLocaleString('en-US') : v.toFixed(2));
 const BROKER = path.join(here, 'broker-process.mjs');
 const GENERATOR = path.join(here, 'generator-process.mjs');
 
@@ -44,7 +45,14 @@ if (flags.help) {
 
 const log = flags.json ? () => {} : (line) => process.stderr.write(`${line}\n`);
 const scenarios = flags.scenarios.map(scenarioByName);
-const targets = flags.targets.map(targetByName);
+// a target that cannot run here (Mosquitto not installed) is skipped, and the reason printed
+const skipped = [];
+const targets = flags.targets.map(targetByName).filter((t) => {
+  const ok = t.available ? t.available() : true;
+  if (ok !== true) skipped.push({ target: t.name, reason: String(ok) });
+  return ok === true;
+});
+const targetInfo = {};
 const params = flags.params;
 const pinning = pinningPlan({ disabled: !flags.pin });
 // A measurement that has not finished by then is recorded as failed (the bench always stops).
@@ -80,40 +88,54 @@ function otherLoad(sys0, sys1, sample) {
       brokerCpuBusyPct: b,
       generatorCpuBusyPct: g,
       onBrokerCpuPct: clamp(b === null ? null : b - sample.broker.pct),
-      onGeneratorCpuPct: clamp(g === null ? null : g - sample.generator.pct),
+      onGeneratorCpuPct: clamp(g === null ? null : g - sample.generator.pct - (sample.attack?.cpuPct ?? 0)),
     };
   }
   const all = cpuBusyPct(sys0, sys1, 'all');
   const n = os.availableParallelism?.() ?? os.cpus().length;
-  return { machineBusyPct: all, elsewherePct: clamp(all === null ? null : all * n - sample.broker.pct - sample.generator.pct) };
+  return { machineBusyPct: all, elsewherePct: clamp(all === null ? null : all * n - sample.broker.pct - sample.generator.pct - (sample.attack?.cpuPct ?? 0)) };
 }
 
 /** One broker, one generator, one timed measurement. Returns a raw sample. */
 async function measureOnce(rep, scenario, target) {
   const sample = { rep, scenario: scenario.name, target: target.name, startedAt: new Date().toISOString() };
-  const brokerArgs = [target.name];
-  if (target.transport === 'tls') brokerArgs.push('--tls-dir', tlsDir.dir);
-  const broker = launch(BROKER, brokerArgs, { cpu: pinning.enabled ? pinning.broker : undefined, name: `broker ${target.name}` });
+  const cpu = pinning.enabled ? pinning.broker : undefined;
+  let broker;
+  let external;
+  if (target.external) {
+    const port = await freePort();
+    external = await target.command({ tlsDir: tlsDir?.dir, port });
+    broker = launchExternal(external.argv, { cpu, name: `broker ${target.name}`, port });
+  } else {
+    const brokerArgs = [target.name];
+    if (tlsDir) brokerArgs.push('--tls-dir', tlsDir.dir);
+    // --expose-gc: the memory scenario reads the heap after a full collection
+    broker = launch(BROKER, brokerArgs, { cpu, name: `broker ${target.name}`, execArgv: ['--expose-gc'] });
+  }
   live.add(broker);
   let generator;
+  const withGc = typeof scenario.fromBroker === 'function';
   try {
     const listening = await broker.waitFor('listening', 30_000);
+    if (listening.info) targetInfo[target.name] = listening.info;
     generator = launch(GENERATOR, [], { cpu: pinning.enabled ? pinning.generator : undefined, name: 'generator' });
     live.add(generator);
     await generator.waitFor('ready', 30_000);
     const conn = connectionFor(target, listening.port, tlsDir);
     const info = await generator.call('prepare', { scenario: scenario.name, conn, params }, measureTimeoutMs);
     const sys0 = readCpuTimes();
-    const before = await broker.call('usage');
-    const result = await generator.call('measure', {}, measureTimeoutMs);
-    const after = await broker.call('usage');
+    const before = await broker.call('usage', { gc: withGc });
+    let result = await generator.call('measure', {}, measureTimeoutMs);
+    const after = await broker.call('usage', { gc: withGc });
     const sys1 = readCpuTimes();
-    await generator.call('close', {}, 10_000);
+    await generator.call('close', {}, 30_000);
+    if (withGc) result = { ...result, ...scenario.fromBroker({ before, after, result }) };
     const brokerWallMs = after.at - before.at;
     Object.assign(sample, result, {
       broker: {
         wallMs: brokerWallMs,
         ...cpuDelta(before.cpu, after.cpu, brokerWallMs),
+        rssBytesBefore: before.memory.rss,
         rssBytesAfter: after.memory.rss,
         heapUsedBytesAfter: after.memory.heapUsed,
       },
@@ -129,6 +151,7 @@ async function measureOnce(rep, scenario, target) {
     sample.error = err instanceof Error ? err.message : String(err);
   } finally {
     await Promise.allSettled([generator?.stop(5_000), broker.stop(5_000)]);
+    await external?.cleanup?.();
     live.delete(broker);
     if (generator) live.delete(generator);
   }
@@ -137,11 +160,12 @@ async function measureOnce(rep, scenario, target) {
 
 async function main() {
   const startedAt = new Date();
-  if (targets.some((t) => t.transport === 'tls')) {
+  if (targets.some((t) => t.transport === 'tls') || scenarios.length === 0) {
     tlsDir = await makeTlsDir();
     log(`TLS certificates: ${tlsDir.source} (in ${tlsDir.dir}, removed at the end)`);
   }
   if (!pinning.enabled) log(`note: not pinning processes to CPUs: ${pinning.reason}`);
+  for (const s of skipped) log(`skipping ${s.target}: ${s.reason}`);
 
   const total = flags.reps * scenarios.length * targets.length;
   const samples = [];
@@ -165,7 +189,9 @@ async function main() {
           }
           const other = otherLoadPct(s);
           log(
-            `${tag}: ${Math.round(s.value).toLocaleString('en-US')} ${s.unit}` +
+            `${tag}: ${formatValue(s.value)} ${s.unit}` +
+              `${s.p50 !== undefined ? ` (p50 ${s.p50.toFixed(2)}, p99.9 ${s.p999.toFixed(2)} ms)` : ''}` +
+              `${s.attack ? ` [attack: ${Math.round(s.attack.attemptsPerSec)} guesses/s, ${s.attack.badCredentials} refused CONNACK, ${s.attack.refusedAtConnect} dropped, ${s.attack.accepted} accepted, ${s.attack.idleOpen} idle open]` : ''}` +
               `${s.lost ? ` (${s.delivered}/${s.expected} delivered)` : ''}` +
               ` in ${(s.elapsedMs / 1000).toFixed(2)} s, broker ${Math.round(s.broker.pct)}% CPU, generator ${Math.round(s.generator.pct)}% CPU` +
               `${other !== null ? `, other load ${Math.round(other)}%` : ''}` +
@@ -208,7 +234,8 @@ async function main() {
     pinning,
     tls: tlsDir ? { source: tlsDir.source, negotiated: negotiated || undefined } : undefined,
     scenarios: scenarios.map(({ name, description, unit }) => ({ name, description, unit })),
-    targets: targets.map(({ name, description, transport, baseline, alsoVs }) => ({ name, description, transport, baseline, alsoVs })),
+    targets: targets.map(({ name, description, transport, baseline, alsoVs, mosquitto, tier }) => ({ name, description, transport, baseline, alsoVs, mosquitto, tier, info: targetInfo[name] })),
+    skippedTargets: skipped,
     summary,
     samples,
     discardedSamples: discarded,

@@ -84,6 +84,16 @@ async function stillWorks(c: MqttClient, topic = 'legit/echo') {
   expect((await got).payload).toBe('still here');
 }
 
+/** An MQTT 3.1.1 CONNECT with clean session, username and password. */
+function connectPacket(clientId: string, keepalive: number, username: string, password: string): Buffer {
+  const str = (v: string) => {
+    const b = Buffer.from(v);
+    return Buffer.concat([Buffer.from([b.length >> 8, b.length & 255]), b]);
+  };
+  const body = Buffer.concat([str('MQTT'), Buffer.from([4, 0xc2, keepalive >> 8, keepalive & 255]), str(clientId), str(username), str(password)]);
+  return Buffer.concat([Buffer.from([0x10, body.length]), body]);
+}
+
 const detections = (events: SecurityEvent[], detector: string) => events.filter((e) => e.type === 'detection.raised' && (e.detail as { detector?: string }).detector === detector);
 const actions = (events: SecurityEvent[], action?: string) => events.filter((e) => e.type === 'response.action' && (action === undefined || (e.detail as { action?: string }).action === action));
 
@@ -181,14 +191,20 @@ describe('DE.NM-2 abnormal termination', () => {
     await stillWorks(good);
   });
 
-  it('a fleet-wide spike is raised once with key fleet', async () => {
-    const { url, events } = await start({ detectors: { abnormalTermination: { perClient: 100, perIp: 100, fleet: 3 } } });
-    for (let i = 0; i < 4; i++) {
+  it('a fleet-wide spike (dropped sockets, a keepalive timeout) is raised once with key fleet', async () => {
+    const { port, url, events } = await start({ detectors: { abnormalTermination: { perClient: 100, perIp: 100, fleet: 3 } } });
+    // a raw client with a 1 s keepalive that never pings
+    const raw = net.connect({ host: '127.0.0.1', port });
+    sockets.push(raw);
+    raw.write(connectPacket('sleeper', 1, 'alice', 'alice-password'));
+    await waitFor(() => events.some((e) => e.type === 'client.connected' && e.clientId === 'sleeper'));
+    for (let i = 0; i < 3; i++) {
       const c = await connect(url, { clientId: `dev-${i}`, username: 'alice', password: 'alice-password' });
       c.stream.destroy();
     }
-    await waitFor(() => detections(events, 'abnormal-termination').length === 1);
-    expect(detections(events, 'abnormal-termination')[0]).toMatchObject({ detail: { key: 'fleet', severity: 'high' } });
+    await waitFor(() => detections(events, 'abnormal-termination').length === 1, 5000, 'the fleet detection');
+    expect(events.find((e) => e.type === 'client.disconnected' && e.clientId === 'sleeper')?.reason).toBe('keepalive-timeout');
+    expect(detections(events, 'abnormal-termination')[0]).toMatchObject({ detail: { key: 'fleet', severity: 'high', evidence: { count: 4, threshold: 3 } } });
   });
 });
 

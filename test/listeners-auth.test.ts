@@ -1,7 +1,7 @@
 import { describe, it, expect, afterEach, beforeAll } from 'vitest';
 import mqtt from 'mqtt';
 import { pino } from 'pino';
-import { createCA, issueClientCert } from '@bastion/pki';
+import { createCA, issueClientCert, normalizeSerial } from '@bastion/pki';
 import { createBroker, type Bastion, type SecurityEvent } from '@bastion/broker';
 import { hashPassword, serializeUsers } from '@bastion/middleware';
 import type { ProfileInput } from '@bastion/profile';
@@ -78,7 +78,7 @@ describe('listeners', () => {
       const c = broker!.client(id)!;
       expect(c.username).toBe('device-1');
       expect(c.certificate?.commonName).toBe('device-1');
-      expect(c.certificate?.serial).toBe(device.serial.toLowerCase().replace(/^0+/, ''));
+      expect(c.certificate?.serial).toBe(normalizeSerial(device.serial));
       expect(c.tls?.protocol).toMatch(/^TLSv1\.[23]$/);
       expect(c.remoteAddress).toBe('127.0.0.1');
     }

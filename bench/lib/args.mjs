@@ -11,7 +11,7 @@ export class UsageError extends Error {}
 
 export const USAGE = `usage: node bench/run.mjs [options]
 
-Measures bare Aedes and Bastion side by side, in one run, broker and load generator in separate
+Measures bare Aedes, Bastion (tier 1 and tier 3 profiles) and Mosquitto (when installed) side by side, in one run, broker and load generator in separate
 processes pinned to separate CPUs. Prints a table and writes bench/results/<timestamp>.json.
 
 options:
@@ -23,6 +23,11 @@ options:
   --warmup N       untimed messages before each measurement (default ${DEFAULT_PARAMS.warmup})
   --window N       QoS 1 publishes in flight awaiting PUBACK (default ${DEFAULT_PARAMS.qos1Window})
   --payload N      payload bytes (default ${DEFAULT_PARAMS.payloadBytes})
+  --connections N  connections per connection-rate measurement (default ${DEFAULT_PARAMS.connections})
+  --conn-window N  connection handshakes in flight (default ${DEFAULT_PARAMS.connWindow})
+  --idle N         idle connections for the memory scenario (default ${DEFAULT_PARAMS.idleConnections})
+  --fanout-messages N  messages published to the fan-out subscribers (default ${DEFAULT_PARAMS.fanoutMessages})
+  --latency-seconds N  timed part of the latency scenarios (default ${DEFAULT_PARAMS.latencySeconds})
   --retries N      re-run a measurement up to N times when other processes took >= ${DISTURBED_PCT}%
                    of the broker's or generator's CPU during it (default 2; the least disturbed
                    attempt is kept, the others are listed in the JSON as discarded)
@@ -67,6 +72,11 @@ export function parseFlags(argv) {
         warmup: { type: 'string' },
         window: { type: 'string' },
         payload: { type: 'string' },
+        connections: { type: 'string' },
+        'conn-window': { type: 'string' },
+        idle: { type: 'string' },
+        'fanout-messages': { type: 'string' },
+        'latency-seconds': { type: 'string' },
         retries: { type: 'string' },
         'no-pin': { type: 'boolean', default: false },
         json: { type: 'boolean', default: false },
@@ -91,6 +101,11 @@ export function parseFlags(argv) {
       warmup: positiveInt('warmup', v.warmup, { min: 0 }) ?? DEFAULT_PARAMS.warmup,
       qos1Window: positiveInt('window', v.window, { max: 65_535 }) ?? DEFAULT_PARAMS.qos1Window,
       payloadBytes: positiveInt('payload', v.payload, { max: 256 * 1024 - 1024 }) ?? DEFAULT_PARAMS.payloadBytes,
+      connections: positiveInt('connections', v.connections, { max: 50_000 }) ?? DEFAULT_PARAMS.connections,
+      connWindow: positiveInt('conn-window', v['conn-window'], { max: 10_000 }) ?? DEFAULT_PARAMS.connWindow,
+      idleConnections: positiveInt('idle', v.idle, { max: 50_000 }) ?? DEFAULT_PARAMS.idleConnections,
+      fanoutMessages: positiveInt('fanout-messages', v['fanout-messages']) ?? DEFAULT_PARAMS.fanoutMessages,
+      latencySeconds: positiveInt('latency-seconds', v['latency-seconds'], { max: 600 }) ?? DEFAULT_PARAMS.latencySeconds,
     },
   };
 }

@@ -25,6 +25,10 @@ export function connectClient(conn, clientId) {
     opts.ca = readFileSync(conn.caFile, 'utf8');
     opts.rejectUnauthorized = true;
     opts.servername = conn.servername;
+    if (conn.certFile) {
+      opts.cert = readFileSync(conn.certFile, 'utf8');
+      opts.key = readFileSync(conn.keyFile, 'utf8');
+    }
   }
   const client = mqtt.connect(opts);
   return new Promise((resolve, reject) => {

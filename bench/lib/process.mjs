@@ -35,13 +35,17 @@ export function pinningPlan({ disabled = false } = {}) {
 }
 
 /**
- * Starts `node script ...args` (under `taskset -c cpu` when cpu is a number) with an IPC channel.
+ * Starts `node [execArgv] script ...args` (under `taskset -c cpu` when cpu is a number, under
+ * `nice -n N` when nice is given) with an IPC channel.
  * Returns a handle with call(method, params, timeoutMs), on(type, fn) for unsolicited messages,
  * waitFor(type, timeoutMs), kill() and an `exited` promise.
  */
-export function launch(script, args = [], { cpu, name = script, env } = {}) {
-  const nodeArgs = [script, ...args];
-  const [cmd, argv] = typeof cpu === 'number' ? ['taskset', ['-c', String(cpu), process.execPath, ...nodeArgs]] : [process.execPath, nodeArgs];
+export function launch(script, args = [], { cpu, name = script, env, execArgv = [], nice } = {}) {
+  const nodeArgs = [...execArgv, script, ...args];
+  let [cmd, argv] = typeof cpu === 'number' ? ['taskset', ['-c', String(cpu), process.execPath, ...nodeArgs]] : [process.execPath, nodeArgs];
+  // a lower priority (the attacker of latency-flood shares the generator's CPU)
+  if (typeof nice === 'number') [cmd, argv] = ['nice', ['-n', String(nice), cmd, ...argv]];
+  [cmd, argv] = withOpenFilesRaised(cmd, argv);
   const child = spawn(cmd, argv, {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, ...env },
@@ -147,6 +151,15 @@ export function launch(script, args = [], { cpu, name = script, env } = {}) {
 }
 
 /**
+ * Runs cmd with its soft open-files limit raised to the hard limit (`ulimit -n`): the connection
+ * scenarios hold thousands of sockets. `exec` keeps the pid, so CPU readings stay on the broker.
+ */
+function withOpenFilesRaised(cmd, argv) {
+  if (process.platform === 'win32') return [cmd, argv];
+  return ['sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"', 'sh', cmd, ...argv]];
+}
+
+/**
  * Child side: answer {id, method, params} requests with handlers[method](params).
  * A 'stop' handler, when present, runs before the process exits.
  */
@@ -232,7 +245,7 @@ const CLOCK_TICKS = (() => {
  * call('usage') reads CPU time and RSS from /proc, stop() sends SIGTERM then SIGKILL.
  */
 export function launchExternal(argv, { cpu, name = argv[0], port, env } = {}) {
-  const [cmd, args] = typeof cpu === 'number' ? ['taskset', ['-c', String(cpu), ...argv]] : [argv[0], argv.slice(1)];
+  const [cmd, args] = withOpenFilesRaised(...(typeof cpu === 'number' ? ['taskset', ['-c', String(cpu), ...argv]] : [argv[0], argv.slice(1)]));
   const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   let stderr = '';
   child.stderr.on('data', (d) => {

@@ -16,25 +16,33 @@ function table(header, rows, alignRight) {
   return [line(header), widths.map((w) => '─'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
+/** A figure in its unit's precision: counts and bytes whole, milliseconds with two decimals. */
+const val = (n, unit) => (!Number.isFinite(n) ? '—' : /^ms/.test(unit ?? '') ? n.toFixed(2) : int(n));
+
+/** Scenarios where broker CPU per delivered item is a cost figure (not for memory and latency). */
+const costScenario = (r) => r.higherIsBetter;
+
 function rowCells(r) {
   const flags = [];
   if (r.failures > 0) flags.push(`${r.failures} failed`);
-  if (r.lost > 0) flags.push(`${int(r.lost)} lost`);
+  if (r.lost > 0) flags.push(`${int(r.lost)} ${r.unit === 'conn/s' || r.unit === 'B/conn' ? 'refused' : 'lost'}`);
   if (r.generatorCpuPct.median >= SATURATED_PCT) flags.push('generator-bound');
   if (r.otherLoadPct.max >= DISTURBED_PCT) flags.push('disturbed');
+  if (r.p50.n > 0) flags.push(`p50 ${r.p50.median.toFixed(2)}, p99.9 ${r.p999.median.toFixed(2)} ms`);
   return [
     r.scenario,
     r.target,
-    int(r.value.median),
-    r.value.n > 0 ? `${int(r.value.min)} – ${int(r.value.max)}` : '—',
+    `${val(r.value.median, r.unit)} ${r.unit}`,
+    r.value.n > 0 ? `${val(r.value.min, r.unit)} – ${val(r.value.max, r.unit)}` : '—',
     pct(r.brokerCpuPct.median),
-    Number.isFinite(r.brokerUsPerMessage.median) ? r.brokerUsPerMessage.median.toFixed(2) : '—',
+    costScenario(r) && Number.isFinite(r.brokerUsPerMessage.median) ? r.brokerUsPerMessage.median.toFixed(2) : '',
     pct(r.generatorCpuPct.median),
     pct(r.otherLoadPct.max),
     r.ratio ? ratio(r.ratio.ofMedians) : '',
     r.ratio ? `${ratio(r.ratio.paired.min)}–${ratio(r.ratio.paired.max)}` : '',
-    r.ratio ? ratio(r.ratio.brokerCpuPerMessage) : '',
-    flags.join(', '),
+    r.ratio && costScenario(r) ? ratio(r.ratio.brokerCpuPerMessage) : '',
+    r.vsMosquitto ? ratio(r.vsMosquitto.ofMedians) : '',
+    flags.join('; '),
   ];
 }
 
@@ -72,13 +80,20 @@ function runNotes(summary, pinning, targets = []) {
       );
     }
   }
+  // the cost of an attack: p99 under the flood over the quiet p99 of the same target (target: ≤ 2)
+  for (const f of summary.filter((r) => r.scenario === 'latency-flood' && r.value.n > 0)) {
+    const q = summary.find((r) => r.scenario === 'latency' && r.target === f.target && r.value.n > 0);
+    if (q) notes.push(`${f.target}: p99 under the flood / quiet p99 = ${ratio(f.value.median / q.value.median)} (${f.value.median.toFixed(2)} / ${q.value.median.toFixed(2)} ms)`);
+  }
+  for (const t of targets) {
+    if (t.info?.included) notes.push(`${t.name} profile (tier ${t.tier}) includes: ${t.info.included.join(', ')}.`);
+  }
+  // Bastion's listeners leave Nagle on by default (ListenerOptions.noDelay), like bare Aedes and
+  // Mosquitto; the -nodelay bare targets show what turning it off does by itself.
   const ran = new Set(targets.map((t) => t.name));
   const missing = [...new Set(targets.flatMap((t) => (t.baseline && ran.has(t.baseline) ? t.alsoVs ?? [] : [])).filter((n) => !ran.has(n)))];
   if (missing.length > 0) {
-    notes.push(
-      "Bastion's listeners set TCP_NODELAY and bare Aedes does not, which moves msg/s and CPU/msg by itself (QoS 1 over " +
-        `Nagle can stall on round trips). To separate that from middleware cost, add --targets ...,${missing.join(',')}.`,
-    );
+    notes.push(`more comparisons: add --targets ...,${missing.join(',')} (aedes-patched-tcp: Aedes with Bastion's patches alone; -nodelay: bare Aedes with TCP_NODELAY, which Bastion's listeners leave off by default like Aedes and Mosquitto).`);
   }
   for (const r of summary) {
     if (r.lost > 0) notes.push(`${label(r)}: ${int(r.lost)} messages lost over all reps (msg/s counts delivered messages only).`);
@@ -97,6 +112,13 @@ export function formatReport(result) {
     `load: ${int(params.messages)} messages × ${params.payloadBytes} B per measurement, ${result.reps} reps round-robin, ` +
       `warmup ${int(params.warmup)}, QoS 0 drain every ${params.qos0Batch}, QoS 1 window ${params.qos1Window}`,
   );
+  if (params.connections !== undefined) {
+    out.push(
+      `connections: ${int(params.connections)} per rate measurement (${int(params.connWindow)} handshakes in flight), ` +
+        `${int(params.idleConnections)} idle for memory; fan-out ${params.fanoutSubscribers} subscribers × ${int(params.fanoutMessages)} messages; ` +
+        `latency ${int(params.latencyRate)} msg/s for ${params.latencySeconds} s, flood from ${params.floodAddress} (${params.floodWindow} guesses in flight, ${params.floodIdle} idle sockets)`,
+    );
+  }
   out.push(
     pinning.enabled
       ? `pinning: broker on CPU ${pinning.broker}, generator on CPU ${pinning.generator} (taskset)`
@@ -105,16 +127,19 @@ export function formatReport(result) {
   if (tls) out.push(`TLS: ${tls.source}${tls.negotiated ? `; negotiated ${tls.negotiated}` : ''}`);
   out.push('');
 
-  const header = ['scenario', 'target', 'median msg/s', 'min – max msg/s', 'broker CPU', 'µs/msg', 'gen CPU', 'other', 'vs bare', 'paired', 'CPU/msg vs bare', 'flags'];
-  const right = [false, false, true, true, true, true, true, true, true, true, true, false];
+  const header = ['scenario', 'target', 'median', 'min – max', 'broker CPU', 'µs/op', 'gen CPU', 'other', 'vs bare', 'paired', 'CPU/op vs bare', 'vs mosq', 'flags'];
+  const right = [false, false, true, true, true, true, true, true, true, true, true, true, false];
   out.push(table(header, summary.map(rowCells), right));
   out.push('');
-  out.push('vs bare   = Bastion median msg/s / bare Aedes median msg/s, same transport (1.00 = as fast; 0.80 = 20% fewer msg/s).');
+  out.push('vs bare   = median / bare Aedes median, same scenario and transport. Throughput (msg/s, deliveries/s, conn/s):');
+  out.push('            higher is better (0.80 = 20% fewer). Memory (B/conn) and latency (ms p99): lower is better (0.80 = 20% less).');
   out.push("paired    = min–max of that ratio taken rep by rep (each pair ran back to back, sharing that moment's noise).");
+  out.push('vs mosq   = median / Mosquitto median, same transport (when Mosquitto is installed).');
   out.push('broker CPU, gen CPU = median user+sys CPU time / wall time over the timed part (100% = one core busy).');
-  out.push('µs/msg    = broker CPU time per delivered message (median); CPU/msg vs bare = its Bastion / bare Aedes ratio');
-  out.push('            (1.25 = the broker spends 25% more CPU per message): valid even when the generator set the pace.');
+  out.push('µs/op     = broker CPU time per delivered message or accepted connection (median); CPU/op vs bare = its ratio to');
+  out.push('            bare Aedes (1.25 = 25% more broker CPU per operation): valid even when the generator set the pace.');
   out.push("other     = most CPU % other processes took on the broker's or generator's CPU in any rep (/proc/stat).");
+  for (const s of result.skippedTargets ?? []) out.push(`skipped   ${s.target}: ${s.reason}`);
 
   const notes = runNotes(summary, pinning, result.targets);
   if (notes.length > 0) {

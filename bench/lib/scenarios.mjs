@@ -19,7 +19,10 @@ import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToIo } from 'node:timers/promises';
 import { readFileSync } from 'node:fs';
 import { connectClient, endClient, subscribe, tlsInfo } from './clients.mjs';
-import { closeAll, connectMany } from './raw-mqtt.mjs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { closeAll, connectMany, rawSubscriber, spreadAddress } from './raw-mqtt.mjs';
+import { launch } from './process.mjs';
 
 export const DEFAULT_PARAMS = {
   messages: 100_000,
@@ -36,6 +39,19 @@ export const DEFAULT_PARAMS = {
   connWindow: 100,
   /** Connection rate: connections opened and closed untimed first (JIT, pools). */
   connWarmup: 1_000,
+  /** Idle memory: connections held, and how long they sit before the broker's memory is read. */
+  idleConnections: 5_000,
+  idleSettleMs: 2_000,
+  /** Fan-out: subscribers, and messages published to all of them (deliveries = the product). */
+  fanoutSubscribers: 100,
+  fanoutMessages: 2_000,
+  /** Latency: publish rate and duration of the timed part. */
+  latencyRate: 1_000,
+  latencySeconds: 10,
+  /** Latency under attack: attacker's handshakes in flight (password guesses) and idle sockets held. */
+  floodWindow: 50,
+  floodIdle: 500,
+  floodAddress: '127.0.0.2',
 };
 
 /** TLS options of a raw connection (CA, servername, client certificate when the target wants one). */
@@ -57,7 +73,7 @@ function rawTlsOpts(conn) {
 async function prepareConnRate({ conn, params }) {
   const tag = `${process.pid.toString(36)}${Date.now().toString(36)}`;
   const tlsOpts = rawTlsOpts(conn);
-  const base = { window: params.connWindow, username: conn.username, password: conn.password, tlsOpts };
+  const base = { window: params.connWindow, username: conn.username, password: conn.password, tlsOpts, localAddress: conn.spreadSources ? spreadAddress : undefined };
   if (params.connWarmup > 0) {
     const w = await connectMany(conn, params.connWarmup, { ...base, clientId: (i) => `w${tag}-${i}` });
     if (w.failed > 0) {
@@ -70,7 +86,8 @@ async function prepareConnRate({ conn, params }) {
   return {
     info: {},
     async measure() {
-      const r = await connectMany(conn, params.connections, { ...base, clientId: (i) => `c${tag}-${i}` });
+      // the warm-up used sources 0…connWarmup-1: go on from there, so each address sees fresh ports
+      const r = await connectMany(conn, params.connections, { ...base, clientId: (i) => `c${tag}-${i}`, localAddress: conn.spreadSources ? (i) => spreadAddress(i + params.connWarmup) : undefined });
       held = r.sockets;
       return {
         value: r.sockets.length / (r.elapsedMs / 1000),
@@ -227,6 +244,213 @@ function pubSubThroughput(qos) {
   };
 }
 
+
+/**
+ * Idle memory per connection: `idleConnections` clients connect and sit idle; the parent reads the
+ * broker's RSS (after a full GC in Node brokers) before and after, and divides the difference by the
+ * number connected (`fromBroker` below runs in the parent with both readings).
+ */
+async function prepareIdleMemory({ conn, params }) {
+  const tag = `${process.pid.toString(36)}${Date.now().toString(36)}`;
+  const tlsOpts = rawTlsOpts(conn);
+  const source = conn.spreadSources ? spreadAddress : () => undefined;
+  const base = { window: params.connWindow, username: conn.username, password: conn.password, tlsOpts };
+  // warm the broker's connection path once, then let it settle (untimed)
+  const w = await connectMany(conn, 200, { ...base, clientId: (i) => `w${tag}-${i}`, localAddress: (i) => source(i) });
+  await closeAll(w.sockets);
+  await new Promise((r) => setTimeout(r, 500));
+  let held = [];
+  return {
+    info: {},
+    async measure() {
+      const t0 = performance.now();
+      const r = await connectMany(conn, params.idleConnections, { ...base, clientId: (i) => `i${tag}-${i}`, localAddress: (i) => source(i + 200) });
+      held = r.sockets;
+      await new Promise((resolve) => setTimeout(resolve, params.idleSettleMs));
+      return { delivered: r.sockets.length, expected: params.idleConnections, lost: r.failed, errors: r.failed > 0 ? r.errors : undefined, elapsedMs: performance.now() - t0 };
+    },
+    async close() {
+      await closeAll(held);
+      held = [];
+    },
+  };
+}
+
+/**
+ * Fan-out: one mqtt.js publisher, `fanoutSubscribers` counting raw subscribers on one topic,
+ * QoS 0, 64-byte payloads. value = deliveries per second (messages × subscribers / time from the
+ * first publish to the last delivery).
+ */
+async function prepareFanout({ conn, params }) {
+  const tag = `${process.pid.toString(36)}${Date.now().toString(36)}`;
+  const topic = `bench/${tag}/fan`;
+  const tlsOpts = rawTlsOpts(conn);
+  let delivered = 0;
+  let target = 0;
+  let lastAt = 0;
+  let onAll = () => {};
+  const onPublish = () => {
+    delivered++;
+    lastAt = performance.now();
+    if (delivered === target) onAll();
+  };
+  const subs = [];
+  try {
+    for (let i = 0; i < params.fanoutSubscribers; i++) {
+      subs.push(
+        await rawSubscriber(conn, {
+          clientId: `f${tag}-${i}`,
+          topic,
+          username: conn.username,
+          password: conn.password,
+          tlsOpts,
+          localAddress: conn.spreadSources ? spreadAddress(i) : undefined,
+          onPublish,
+        }),
+      );
+    }
+  } catch (err) {
+    for (const s of subs) s.socket.destroy();
+    throw err;
+  }
+  const pub = await connectClient(conn, `bench-fanpub-${tag}`);
+  const payload = Buffer.alloc(params.payloadBytes, 0x42);
+  const round = async (n) => {
+    delivered = 0;
+    target = n * subs.length;
+    lastAt = 0;
+    const all = new Promise((resolve) => (onAll = resolve));
+    const t0 = performance.now();
+    await publishQoS0(pub, topic, payload, n, Math.max(1, Math.floor(params.qos0Batch / 10)));
+    let complete = delivered >= target;
+    while (!complete) {
+      const before = delivered;
+      const outcome = await Promise.race([all.then(() => 'all'), new Promise((r) => setTimeout(r, params.idleMs, 'idle'))]);
+      if (outcome === 'all') complete = true;
+      else if (delivered === before) break;
+    }
+    return { delivered, expected: target, elapsedMs: (lastAt > t0 ? lastAt : performance.now()) - t0 };
+  };
+  await round(Math.max(1, Math.floor(params.fanoutMessages / 10)));
+  return {
+    info: { tls: tlsInfo(pub) },
+    async measure() {
+      const r = await round(params.fanoutMessages);
+      return { value: r.delivered / (r.elapsedMs / 1000), unit: 'deliveries/s', ...r, lost: r.expected - r.delivered };
+    },
+    async close() {
+      await endClient(pub);
+      for (const s of subs) s.socket.destroy();
+    },
+  };
+}
+
+function percentile(sorted, p) {
+  if (sorted.length === 0) return NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i];
+}
+
+/**
+ * Publish→receive latency at a steady `latencyRate` msg/s for `latencySeconds` (QoS 0, 64-byte
+ * payloads carrying the send time; publisher and subscriber in this process, one clock).
+ * value = p99 in ms; p50 and p99.9 alongside.
+ */
+function prepareLatency({ flood }) {
+  return async function prepare({ conn, params }) {
+    const tag = `${process.pid.toString(36)}${Date.now().toString(36)}`;
+    const topic = `bench/${tag}/lat`;
+    const sub = await connectClient(conn, `bench-latsub-${tag}`);
+    let pub;
+    try {
+      pub = await connectClient(conn, `bench-latpub-${tag}`);
+      await subscribe(sub, topic, 0);
+    } catch (err) {
+      await endClient(sub);
+      await endClient(pub);
+      throw err;
+    }
+    let samples = [];
+    let recording = false;
+    sub.on('message', (_t, payload) => {
+      if (recording && payload.length >= 8) samples.push(performance.now() - payload.readDoubleLE(0));
+    });
+    const payload = Buffer.alloc(params.payloadBytes < 8 ? 8 : params.payloadBytes, 0x42);
+    const run = (ms) =>
+      new Promise((resolve) => {
+        const t0 = performance.now();
+        let sent = 0;
+        const tick = () => {
+          const now = performance.now();
+          const due = Math.min(Math.floor(((now - t0) * params.latencyRate) / 1000), Math.floor((ms * params.latencyRate) / 1000));
+          while (sent < due) {
+            const p = Buffer.from(payload);
+            p.writeDoubleLE(performance.now(), 0);
+            pub.publish(topic, p, { qos: 0 });
+            sent++;
+          }
+          if (now - t0 >= ms) setTimeout(() => resolve(sent), 500); // let the last ones arrive
+          else setTimeout(tick, 1);
+        };
+        tick();
+      });
+    await run(1_000); // warm-up (untimed)
+    let attacker;
+    if (flood) {
+      attacker = launch(ATTACKER, [], { name: 'attacker', nice: 19 });
+      await attacker.waitFor('ready', 30_000);
+      await attacker.call('start', { conn: { ...conn, spreadSources: false }, params }, 30_000);
+      await new Promise((r) => setTimeout(r, 2_000)); // the attack is under way before we measure
+    }
+    return {
+      info: { tls: tlsInfo(pub) },
+      async measure() {
+        samples = [];
+        recording = true;
+        const attack0 = attacker ? await attacker.call('stats') : undefined;
+        const sent = await run(params.latencySeconds * 1000);
+        const attack1 = attacker ? await attacker.call('stats') : undefined;
+        recording = false;
+        const sorted = Float64Array.from(samples).sort();
+        const result = {
+          value: percentile(sorted, 99),
+          unit: 'ms p99',
+          p50: percentile(sorted, 50),
+          p99: percentile(sorted, 99),
+          p999: percentile(sorted, 99.9),
+          max: sorted.length ? sorted[sorted.length - 1] : NaN,
+          delivered: sorted.length,
+          expected: sent,
+          lost: sent - sorted.length,
+          elapsedMs: params.latencySeconds * 1000,
+        };
+        if (attack0 && attack1) {
+          const secs = (attack1.at - attack0.at) / 1000;
+          const d = (k) => attack1[k] - attack0[k];
+          result.attack = {
+            attemptsPerSec: d('attempts') / secs,
+            refusedAtConnect: d('refused'),
+            badCredentials: d('badCredentials'),
+            accepted: d('accepted'),
+            idleOpen: attack1.idleOpen,
+            idleOpened: d('idleOpened'),
+            errors: attack1.errors,
+            // its CPU (it shares the generator's CPU): not counted as a disturbance of the sample
+            cpuPct: ((attack1.cpuUs - attack0.cpuUs) / 1000 / (attack1.at - attack0.at)) * 100,
+          };
+        }
+        return result;
+      },
+      async close() {
+        if (attacker) await attacker.stop(5_000);
+        await Promise.all([endClient(pub), endClient(sub)]);
+      },
+    };
+  };
+}
+
+const ATTACKER = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'attacker-process.mjs');
+
 export const SCENARIOS = [
   {
     name: 'qos0',
@@ -248,6 +472,43 @@ export const SCENARIOS = [
     unit: 'conn/s',
     higherIsBetter: true,
     prepare: prepareConnRate,
+  },
+  {
+    name: 'fanout',
+    description: 'fan-out: 1 publisher → 100 subscribers on one topic, QoS 0, 64-byte payloads; deliveries per second',
+    unit: 'deliveries/s',
+    higherIsBetter: true,
+    prepare: prepareFanout,
+  },
+  {
+    name: 'memory',
+    description: 'idle memory per connection: broker RSS growth (after GC) / connections, 5,000 idle clients',
+    unit: 'B/conn',
+    higherIsBetter: false,
+    prepare: prepareIdleMemory,
+    /** Runs in the parent with the broker's usage before and after measure(). */
+    fromBroker({ before, after, result }) {
+      const n = result.delivered || 1;
+      return {
+        value: (after.memory.rss - before.memory.rss) / n,
+        unit: 'B/conn',
+        heapBytesPerConnection: after.memory.heapUsed !== undefined ? (after.memory.heapUsed - before.memory.heapUsed) / n : undefined,
+      };
+    },
+  },
+  {
+    name: 'latency',
+    description: 'publish→receive latency at 1,000 msg/s (QoS 0, 64 B): p99 in ms, p50 and p99.9 alongside',
+    unit: 'ms p99',
+    higherIsBetter: false,
+    prepare: prepareLatency({ flood: false }),
+  },
+  {
+    name: 'latency-flood',
+    description: 'the same latency while 127.0.0.2 floods connections and guesses passwords (a separate attacker process)',
+    unit: 'ms p99',
+    higherIsBetter: false,
+    prepare: prepareLatency({ flood: true }),
   },
 ];
 

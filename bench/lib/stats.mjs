@@ -72,9 +72,14 @@ export function summarizeRun(samples, { scenarios, targets }) {
         otherLoadPct: summarize(ok.map(otherLoadPct).filter((x) => x !== null)),
         lost: ok.reduce((n, s) => n + (s.lost ?? 0), 0),
         baseline: target.baseline ?? null,
+        higherIsBetter: scenario.higherIsBetter !== false,
+        p50: summarize(ok.map((s) => s.p50).filter((x) => typeof x === 'number')),
+        p999: summarize(ok.map((s) => s.p999).filter((x) => typeof x === 'number')),
         ratio: null,
+        vsMosquitto: null,
       };
       row.ratio = compare(samples, scenario, ok, row, target.baseline);
+      row.vsMosquitto = compare(samples, scenario, ok, row, target.mosquitto);
       row.alsoVs = (target.alsoVs ?? []).map((name) => compare(samples, scenario, ok, row, name)).filter(Boolean);
       rows.push(row);
     }

@@ -72,18 +72,52 @@ function connectOnce(url, opts) {
 }
 
 /**
+ * Make a fresh PKI, load the profile with its paths pointing there, and start the broker on free
+ * ports. The profile's paths are relative to examples/profiles/ (../field-message-bus/pki/…):
+ * resolving them from <root>/profiles puts the PKI at <root>/field-message-bus/pki, new for every run.
+ * `dir`: the root to use (default a temp dir, removed by close()).
+ */
+export async function startFieldBus({ dir } = {}) {
+  const root = dir ?? (await mkdtemp(path.join(tmpdir(), 'bastion-field-bus-')));
+  try {
+    const pkiDir = path.join(root, 'field-message-bus', 'pki');
+    await makeFieldBusPki(pkiDir);
+    const profile = await loadProfile(PROFILE, { baseDir: path.join(root, 'profiles') });
+    for (const l of profile.listeners) l.port = 0; // any free port: runs never collide
+    profile.logging.level = 'silent'; // the scenario reports what matters; the events are returned
+    const broker = await createBroker({ profile });
+    const addresses = broker.addresses();
+    return {
+      broker,
+      profile,
+      pkiDir,
+      /** mqtts://localhost:<port> of the `control` or `data` listener. */
+      url: (plane) => `mqtts://localhost:${addresses[plane].port}`,
+      /** mqtt.js TLS options of one party's certificate. */
+      tls: (plane, name) => tlsFor(pkiDir, plane, name),
+      async close() {
+        await broker.close();
+        if (dir === undefined) await rm(root, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    if (dir === undefined) await rm(root, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/**
  * Run the scenario. Options:
  *   attack     — the compromised-meter variant (default false)
  *   log        — called with { kind: 'step' | 'info' | 'attack', step?, text } as things happen
  *   timeoutMs  — how long any one stage may take (default 15 s)
- *   dir        — where to make the PKI (default: a fresh temp dir, removed afterwards)
+ *   dir        — where to make the PKI and the audit log (default: a fresh temp dir, removed afterwards)
  * Resolves with what happened: steps, the diagram the tablet showed, the attack's outcome, the
  * broker's security events and the identify reports (devices, data flows) taken before closing.
  */
 export async function runScenario({ attack = false, log = () => {}, timeoutMs = 15_000, dir } = {}) {
-  const root = dir ?? (await mkdtemp(path.join(tmpdir(), 'bastion-field-bus-')));
   const clients = [];
-  let broker;
+  let fieldBus;
   const steps = [];
   const events = [];
   const bus = new EventEmitter(); // security events, for the waits below
@@ -112,20 +146,12 @@ export async function runScenario({ attack = false, log = () => {}, timeoutMs = 
 
   try {
     // --- the broker, from the profile, with a PKI made for this run ---------------------------------
-    // The profile's paths are relative to examples/profiles/ (../field-message-bus/pki/…); resolving
-    // them from <root>/profiles puts the PKI at <root>/field-message-bus/pki, fresh for every run.
-    const pkiDir = path.join(root, 'field-message-bus', 'pki');
-    await makeFieldBusPki(pkiDir);
-    const profile = await loadProfile(PROFILE, { baseDir: path.join(root, 'profiles') });
-    for (const l of profile.listeners) l.port = 0; // any free port: runs never collide
-    profile.logging.level = 'silent'; // this script reports what matters; the events are returned
-    broker = await createBroker({ profile });
+    fieldBus = await startFieldBus({ dir });
+    const { broker, profile, pkiDir, url } = fieldBus;
     broker.events.on((e) => {
       events.push(e);
       bus.emit('event', e);
     });
-    const addresses = broker.addresses();
-    const url = (plane) => `mqtts://localhost:${addresses[plane].port}`;
     say('info', `broker "${profile.name}" (tier ${profile.tier}): control plane on ${url('control')}, data plane on ${url('data')}`);
 
     const party = async (name, plane) => {
@@ -223,7 +249,7 @@ export async function runScenario({ attack = false, log = () => {}, timeoutMs = 
     const attackOutcome = attack ? meterDone.promise.then(() => compromisedMeter()) : Promise.resolve(undefined);
 
     async function compromisedMeter() {
-      const out = { attempts: 0, denied: [], detection: undefined, responses: [], revokedInCrl: undefined, crlReloaded: undefined, refused: undefined };
+      const out = { attempts: 0, denied: [], detection: undefined, responses: [], disconnected: undefined, revokedInCrl: undefined, crlReloaded: undefined, refused: undefined };
       const open = JSON.stringify({ command: 'open', by: 'smart-meter' });
       say('attack', `the smart meter is compromised: it publishes "open" to ${TOPICS.capbankSwitch} (a command; it may only report measurements)`);
       // The CA's side (a security operator, or automation): when the broker revokes a certificate,
@@ -237,39 +263,39 @@ export async function runScenario({ attack = false, log = () => {}, timeoutMs = 
         say('attack', `broker reloaded the CRL (number ${loaded.detail.crlNumber}): smart-meter stays revoked across restarts`);
       });
       ca.catch(() => {}); // awaited below once the response happened; never an unhandled rejection
-      let client = meter;
-      for (let attempt = 1; attempt <= 5; attempt++) {
-        if (attempt > 1) {
-          const from = events.length;
-          const c = await connectOnce(url('data'), { clientId: 'smart-meter', ...(await tlsFor(pkiDir, 'data', 'smart-meter')) });
-          if (c.refused) {
-            const why = await nextEvent((e) => e.type === 'connection.refused' && e.source === 'revocation', 'the refusal of the revoked meter', from);
-            out.refused = { attempt, message: why.message };
-            say('attack', `the meter tries to reconnect: refused before CONNECT (${why.control}): ${why.message}`);
-            break;
-          }
-          client = c.client;
-          clients.push(client);
-          say('attack', `the meter reconnects (attempt ${attempt}) and tries again`);
-        }
-        out.attempts = attempt;
-        const gone = new Promise((resolve) => client.once('close', resolve));
+      // Two commands in a row on its live connection: each is refused and dropped by the ACL.
+      for (let attempt = 1; attempt <= 2; attempt++) {
         const from = events.length;
-        client.publish(TOPICS.capbankSwitch, open, { qos: QOS.command });
+        meter.publish(TOPICS.capbankSwitch, open, { qos: QOS.command });
         const denied = await nextEvent((e) => e.type === 'publish.denied' && e.clientId === 'smart-meter', 'the ACL denial', from);
-        out.denied.push({ attempt, control: denied.control, source: denied.source, topic: denied.topic });
-        say('attack', `denied by the ACL (${denied.control}, ${denied.source}): ${denied.topic}; the connection is closed`);
-        await within(gone, timeoutMs, 'the meter being disconnected');
-        const detection = events.find((e) => e.type === 'detection.raised' && e.username === 'smart-meter' && e.detail?.key === 'username');
-        if (detection && out.detection === undefined) {
-          out.detection = { time: detection.time, control: detection.control, detector: detection.detail.detector, severity: detection.detail.severity, message: detection.message };
-          say('attack', `detected (${detection.control}, ${detection.detail.detector}): ${detection.message}`);
-          for (const r of events.filter((e) => e.type === 'response.action' && e.detail?.detection === detection.detail.id)) {
-            out.responses.push({ action: r.detail.action, outcome: r.detail.outcome, control: r.control, serial: r.detail.serial });
-            say('attack', `response (${r.control}): ${r.detail.action} ${r.detail.outcome}${r.detail.serial ? ` — certificate ${r.detail.serial} revoked, smart-meter disconnected` : ''}`);
-          }
-          await within(ca, timeoutMs, 'the CRL update');
-        }
+        out.attempts = attempt;
+        out.denied.push({ attempt, control: denied.control, source: denied.source, topic: denied.topic, reason: denied.reason });
+        say('attack', `denied by the ACL (${denied.control}): "open" to ${denied.topic} is dropped, the cap bank never sees it`);
+      }
+      const gone = new Promise((resolve) => (meter.connected ? meter.once('close', resolve) : resolve()));
+      const detection = await nextEvent((e) => e.type === 'detection.raised' && e.username === 'smart-meter' && e.detail?.key === 'username', 'the detection');
+      out.detection = { control: detection.control, detector: detection.detail.detector, severity: detection.detail.severity, message: detection.message };
+      say('attack', `detected (${detection.control}, ${detection.detail.detector}, ${detection.detail.severity}): ${detection.message}`);
+      await within(gone, timeoutMs, 'the meter being disconnected');
+      for (const r of events.filter((e) => e.type === 'response.action' && e.detail?.detection === detection.detail.id)) {
+        out.responses.push({ action: r.detail.action, outcome: r.detail.outcome, control: r.control, credential: r.detail.credential, serial: r.detail.serial });
+        const what = r.detail.action === 'revoke' && r.detail.credential === 'certificate' ? 'its certificate revoked at once (in memory, by the revocation control)' : r.detail.action;
+        say('attack', `response (${r.control}): ${what}: ${r.detail.outcome}${r.detail.why ? ` (${r.detail.why})` : ''}`);
+      }
+      const kicked = events.find((e) => e.type === 'client.disconnected' && e.clientId === 'smart-meter');
+      out.disconnected = kicked ? { reason: kicked.reason, message: kicked.message } : undefined;
+      say('attack', `smart-meter disconnected (${kicked?.reason ?? '?'}${kicked?.message ? `: ${kicked.message}` : ''})`);
+      await within(ca, timeoutMs, 'the CRL update');
+      // The compromised firmware tries to come back.
+      const from = events.length;
+      const again = await connectOnce(url('data'), { clientId: 'smart-meter', ...(await tlsFor(pkiDir, 'data', 'smart-meter')) });
+      if (again.client) {
+        clients.push(again.client);
+        say('attack', 'the meter reconnected: the revocation did NOT hold');
+      } else {
+        const why = await nextEvent((e) => e.type === 'connection.refused' && e.source === 'revocation', 'the refusal of the revoked meter', from);
+        out.refused = { control: why.control, message: why.message };
+        say('attack', `the meter tries to reconnect: refused before CONNECT (${why.control}): ${why.message}`);
       }
       return out;
     }
@@ -295,7 +321,6 @@ export async function runScenario({ attack = false, log = () => {}, timeoutMs = 
     return result;
   } finally {
     for (const c of clients) c.end(true);
-    await broker?.close();
-    if (dir === undefined) await rm(root, { recursive: true, force: true });
+    await fieldBus?.close();
   }
 }

@@ -1,5 +1,7 @@
 /** Hand-made MQTT 3.1.1 packets and raw sockets, for attackers that mqtt.js will not play. */
 import net from 'node:net';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { isRefusal, type Refusal } from './mqtt.js';
 
 function remainingLength(n: number): Buffer {
   const out: number[] = [];
@@ -86,5 +88,22 @@ export function firstData(s: net.Socket, ms = 5000): Promise<Buffer> {
       clearTimeout(t);
       resolve(d);
     });
+  });
+}
+
+/** An mqtt.js client whose TCP socket starts from `localAddress` (mqtt.js has no option for it). */
+export function tryConnectFrom(port: number, localAddress: string, opts: IClientOptions = {}): Promise<MqttClient | Refusal> {
+  return new Promise((resolve) => {
+    const client = new mqtt.MqttClient(() => net.connect({ host: '127.0.0.1', port, localAddress }), { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, ...opts });
+    let settled = false;
+    const settle = (v: MqttClient | Refusal) => {
+      if (settled) return;
+      settled = true;
+      if (isRefusal(v)) client.end(true);
+      resolve(v);
+    };
+    client.once('connect', () => settle(client));
+    client.once('error', (err: Error & { code?: number }) => settle({ refused: true, code: typeof err.code === 'number' ? err.code : undefined, message: err.message }));
+    client.once('close', () => settle({ refused: true, code: undefined, message: 'connection closed' }));
   });
 }

@@ -28,8 +28,50 @@ const PHASE_ORDER: Record<Phase, number> = { gate: 0, authenticate: 1, authorize
 /** Something that runs beside the broker (admin API, metrics endpoint, audit log, file watchers). */
 export interface Service {
   readonly name: string;
+  /** CSF subcategory ids this service delivers, like a middleware's `controls` (`bastion profile assess` reads them). */
+  readonly controls?: readonly string[];
+  /**
+   * True for a service that only re-reads its control's files on SIGHUP: it is not started when the
+   * broker reloads the whole profile on SIGHUP itself (`bastion start`, `reloadOnSighup`).
+   */
+  readonly sighup?: boolean;
   start(broker: Bastion): void | Promise<void>;
   stop(): void | Promise<void>;
+  /** Optional live reconfiguration: see `Reconfigurable`. */
+  reconfigure?(next: Profile, change: ReconfigureContext): void | Promise<void>;
+}
+
+/**
+ * Live reconfiguration (`broker.reload()`, SIGHUP in `bastion start`, POST /v1/reload). A reload
+ * re-reads the profile, builds every control from it (so a bad file, CRL or certificate fails the
+ * reload before anything changes), then works out which running controls read a setting that
+ * changed (their factory's reads are recorded). Each of those must take the change live, or the
+ * reload fails whole with "restart required":
+ *
+ *  - the built-in controls (passwords, acl, access-list, bans, tls-certificates, revocation) are
+ *    applied by reload.ts;
+ *  - any other middleware or service may implement `reconfigure(next, change)`: `next` is the new,
+ *    fully resolved profile (already `broker.profile` when it is called) and `change.replacement`
+ *    the same-named control the factory just built from it (validated: take its settings from it).
+ *    It must not fail for a profile that resolved and built; if it throws anyway the reload reports
+ *    which parts were applied.
+ *
+ * A middleware declares it by shape: `reconfigure?(next: Profile, change: ReconfigureContext)`.
+ */
+export interface ReconfigureContext {
+  /** The control of the same name built from the new profile (not set up, never started; discarded after the reload). */
+  readonly replacement: Middleware | Service | undefined;
+  /** The settings whose values changed, as key paths (`acl.defaultEffect`, `listeners.0.tls.cert`). */
+  readonly changed: readonly string[];
+  readonly broker: Bastion;
+}
+
+export interface Reconfigurable {
+  reconfigure(next: Profile, change: ReconfigureContext): void | Promise<void>;
+}
+
+export function isReconfigurable(x: unknown): x is Reconfigurable {
+  return typeof (x as Partial<Reconfigurable> | null)?.reconfigure === 'function';
 }
 
 export interface ControlWiring {
@@ -63,14 +105,69 @@ export class Controls {
 }
 
 export async function controlsFromProfile(profile: Profile, logger: Logger): Promise<Controls> {
-  const wired: ControlWiring[] = [];
+  return controlsOf(await wireControls(profile, logger));
+}
+
+/** One factory's wiring, with the profile settings it read (when asked to record them). */
+export interface WiredControl {
+  readonly factory: ControlFactory;
+  readonly wiring: ControlWiring | undefined;
+  /** Key paths the factory read (`acl.defaultEffect`, `listeners.0.tls.cert`); empty unless recorded. */
+  readonly reads: ReadonlySet<string>;
+}
+
+/**
+ * Every factory's wiring, in FACTORIES order. With `record`, each factory sees the profile through a
+ * proxy that notes the settings it reads (reload uses it to find which controls a change touches);
+ * never record for a broker that will run: the proxies would stay behind the controls' hot paths.
+ */
+export async function wireControls(profile: Profile, logger: Logger, opts: { record?: boolean } = {}): Promise<WiredControl[]> {
+  const out: WiredControl[] = [];
   for (const factory of FACTORIES) {
-    const w = await factory({ profile, logger });
-    if (w) wired.push(w);
+    const reads = new Set<string>();
+    const seen = opts.record ? recordingProxy(profile, reads) : profile;
+    out.push({ factory, wiring: (await factory({ profile: seen, logger })) ?? undefined, reads });
   }
-  wired.sort((a, b) => PHASE_ORDER[a.phase] - PHASE_ORDER[b.phase]);
+  return out;
+}
+
+export function controlsOf(wired: readonly WiredControl[]): Controls {
+  const list = wired.flatMap((w) => (w.wiring ? [w.wiring] : [])).sort((a, b) => PHASE_ORDER[a.phase] - PHASE_ORDER[b.phase]);
   return new Controls(
-    wired.flatMap((w) => w.middleware ?? []),
-    wired.flatMap((w) => w.services ?? []),
+    list.flatMap((w) => w.middleware ?? []),
+    list.flatMap((w) => w.services ?? []),
   );
+}
+
+/** A read-only view of `root` that records the path of every value read below it (objects are wrapped, once each). */
+function recordingProxy<T extends object>(root: T, reads: Set<string>): T {
+  const wrappers = new WeakMap<object, object>();
+  const wrap = (target: object, prefix: string): object => {
+    const known = wrappers.get(target);
+    if (known) return known;
+    const proxy = new Proxy(target, {
+      get(t, key, receiver) {
+        const v: unknown = Reflect.get(t, key, receiver);
+        if (typeof key !== 'string') return v;
+        const path = prefix === '' ? key : `${prefix}.${key}`;
+        if (v !== null && typeof v === 'object') return wrap(v, path);
+        if (typeof v !== 'function') reads.add(path);
+        return v;
+      },
+      has(t, key) {
+        if (typeof key === 'string') reads.add(prefix === '' ? key : `${prefix}.${key}`);
+        return Reflect.has(t, key);
+      },
+      ownKeys(t) {
+        reads.add(`${prefix}#keys`);
+        return Reflect.ownKeys(t);
+      },
+      set: () => false,
+      defineProperty: () => false,
+      deleteProperty: () => false,
+    });
+    wrappers.set(target, proxy);
+    return proxy;
+  };
+  return wrap(root, '') as T;
 }

@@ -242,6 +242,21 @@ export class BastionBroker extends EventEmitter {
   }
 
   /**
+   * Change who may connect from the next CONNECT on (a profile reload): whether clients no
+   * authenticator accepted get in, and which factors must all accept. Connected clients are not
+   * touched here; the caller decides whom the new policy disconnects.
+   */
+  setAuthenticationPolicy(policy: { anonymous?: boolean; requiredFactors?: readonly string[] }): void {
+    if (policy.anonymous !== undefined) this.#anonymous = policy.anonymous;
+    if (policy.requiredFactors !== undefined) this.#requiredFactors = [...policy.requiredFactors];
+  }
+
+  /** The authentication policy in force (see `setAuthenticationPolicy`). */
+  get authenticationPolicy(): { anonymous: boolean; requiredFactors: readonly string[] } {
+    return { anonymous: this.#anonymous, requiredFactors: this.#requiredFactors };
+  }
+
+  /**
    * Change the connection caps and the slow-consumer backlog while running (keys given replace,
    * 0 removes a cap). Connections already open are not closed; new ones are counted against it.
    */

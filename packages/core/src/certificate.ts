@@ -5,10 +5,16 @@ function first(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-/** Lower-case hex without leading zeros: one form for Node, node-forge and CRL serials. */
+/**
+ * Lower-case hex, whole bytes, leading zero *bytes* stripped: the same form as @bastion/pki and
+ * CRLs use, so serials compare equal whichever side produced them ('0A1B' → '0a1b', '000a' → '0a').
+ */
 export function normalizeSerial(serial: string): string {
-  const s = serial.replace(/[^0-9a-fA-F]/g, '').toLowerCase().replace(/^0+/, '');
-  return s === '' ? '0' : s;
+  let hex = serial.replace(/[^0-9a-fA-F]/g, '').toLowerCase();
+  if (hex === '') return '00';
+  if (hex.length % 2 === 1) hex = `0${hex}`;
+  while (hex.length > 2 && hex.startsWith('00')) hex = hex.slice(2);
+  return hex;
 }
 
 function splitAltNames(altNames: string | undefined): { dns: string[]; uri: string[]; email: string[] } {

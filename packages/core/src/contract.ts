@@ -37,7 +37,7 @@ export interface ClientCertificate {
   readonly subject: Readonly<Record<string, string | string[]>>;
   readonly commonName: string | undefined;
   readonly issuer: Readonly<Record<string, string | string[]>>;
-  /** Lower-case hex, leading zeros stripped (the form the PKI package and CRLs use). */
+  /** Lower-case hex, whole bytes, leading zero bytes stripped (the form the PKI package and CRLs use). */
   readonly serial: string;
   readonly fingerprint256: string;
   readonly validFrom: Date;

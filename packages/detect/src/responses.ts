@@ -339,6 +339,13 @@ export function responses(opts: ResponsesOptions = {}): Responses {
     const base = { action: 'block-topic' as const, target: { topic }, actor: run.actor, detection: run.detection, duration };
     if (topic === undefined || topic === '') return record({ ...base, outcome: 'skipped', why: 'no topic' });
     if (run.dry) return record({ ...base, outcome: 'dry-run' });
+    // bounded like every other table an attacker can drive (a block per undeliverable topic …)
+    if (blockedCount >= capacity) {
+      const now = Date.now();
+      for (const m of [blockedExact, blockedFilters]) for (const [t, until] of m) if (until !== undefined && until <= now) m.delete(t);
+      recount();
+    }
+    if (blockedCount >= capacity && !blockedExact.has(topic) && !blockedFilters.has(topic)) return record({ ...base, outcome: 'skipped', why: `${capacity} topics already blocked` });
     const expiresAt = duration === undefined ? undefined : Date.now() + duration;
     (topic.includes('+') || topic.includes('#') ? blockedFilters : blockedExact).set(topic, expiresAt);
     recount();

@@ -29,6 +29,8 @@ export function defaultProfile(): ProfileInput {
       anonymous: false,
       passwords: { file: 'certs-dev/users.txt' },
     },
+    // `bastion certs revoke --dir certs-dev` rewrites this CRL; the broker reloads it and kicks the holder.
+    revocation: { crl: 'certs-dev/crl.pem' },
   };
 }
 

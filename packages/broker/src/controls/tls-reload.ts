@@ -49,7 +49,7 @@ export interface TlsReloadResult {
   readonly failed: ReadonlyArray<{ listener: string; message: string }>;
 }
 
-export interface TlsCertificates extends Middleware, Service {
+export interface TlsCertificates extends Middleware, Omit<Service, 'controls'> {
   /** Re-read every TLS listener's files now; installs those that changed and check out (unchanged files: nothing). */
   reload(): Promise<TlsReloadResult>;
   /** Replace the session-ticket keys of every TLS listener now; returns the listener names. */

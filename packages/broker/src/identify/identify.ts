@@ -44,7 +44,7 @@ export interface IdentifyOptions {
 
 export type FlowFormat = 'json' | 'mermaid' | 'dot';
 
-export interface Identify extends Middleware, Service {
+export interface Identify extends Middleware, Omit<Service, 'controls'> {
   /** ID.AM-1: connected and known devices, with certificates and last seen. */
   devices(): DeviceInventory;
   /** ID.AM-2: Bastion, Node.js, OpenSSL and the installed packages (read once, then cached). */

@@ -5,12 +5,11 @@
  * published what: client id, username, certificate fingerprint, topic, SHA-256 of the payload, time.
  */
 import { createHash } from 'node:crypto';
-import type { ClientInfo, PublishPacket, SecurityEvent, SecurityEventBus } from '@bastion/core';
-import type { BrokerContext } from '@bastion/core';
-
-type Logger = BrokerContext['logger'];
+import type { BrokerContext, ClientInfo, PublishPacket, SecurityEvent, SecurityEventBus } from '@bastion/core';
 import { GENESIS, chainLine, parseLine } from './chain.js';
 import { RotatingWriter } from './writer.js';
+
+type Logger = BrokerContext['logger'];
 
 export interface AuditLogOptions {
   /** The active file; rotated files sit beside it as `<file>.1`, `<file>.2`, … */

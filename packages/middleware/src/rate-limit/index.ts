@@ -223,7 +223,8 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
 
   /** One event per client and second at most; the ones held back are counted into the next. */
   const clientEvent = (client: ClientInfo, st: ClientState, limit: LimitName, consequence: Consequence, now: number, extra: { topic?: string; wait?: number; spec: RateSpec }) => {
-    if (now - st.eventAt < 1000) {
+    // disconnect and ban are decisions worth an event each; drop, delay and refuse are throttled
+    if (now - st.eventAt < 1000 && consequence !== 'disconnect' && consequence !== 'ban') {
       st.suppressed++;
       return;
     }
@@ -236,7 +237,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
   const addressEvent = (conn: ConnectionInfo, limit: LimitName, consequence: Consequence, spec: RateSpec, now: number, strikes: number) => {
     const key = `${limit}\u0000${conn.remoteAddress}`;
     const last = addressEvents.get(key);
-    if (last !== undefined && now - last.at < 1000) {
+    if (last !== undefined && now - last.at < 1000 && consequence !== 'ban') {
       last.suppressed++;
       return;
     }

@@ -96,7 +96,6 @@ function spec(at: string, s: RateSpecInput | undefined, allowed: readonly Conseq
   const per = s.per ?? 1000;
   if (shared && per % 1000 !== 0) invalid(at, `a shared budget counts whole seconds, got per = ${per} ms`);
   const burst = s.burst ?? s.rate;
-  if (burst < s.rate && !shared) invalid(at, 'burst must be at least rate');
   return { rate: s.rate, per, burst, consequence, strikes: s.strikes ?? 3, banFor: s.banFor ?? 600_000, maxDelay: s.maxDelay ?? 1000 };
 }
 

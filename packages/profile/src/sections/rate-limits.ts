@@ -179,7 +179,6 @@ export const rateLimitsSection = defineSection({
         if (given.burst !== undefined) ctx.issue([...at, 'burst'], 'burst applies to per-client, per-listener and total limits; a shared budget is `rate` per `per`');
         if (s.per % S !== 0) ctx.issue([...at, 'per'], `a shared budget counts whole seconds, got ${s.per} ms`);
       }
-      if (s.burst < s.rate && given.burst !== undefined) ctx.issue([...at, 'burst'], 'burst must be at least rate');
       return s;
     };
     const budget = (b: z.output<ReturnType<typeof publishBudget>> | undefined, fallback: { messages?: Partial4; bytes?: Partial4 }, at: string[], shared = false): PublishBudget => {

@@ -1,0 +1,336 @@
+/**
+ * Rate limits (PR.SS-5) over real sockets: an attacker floods from 127.0.0.2 (a second loopback
+ * address, so per-address limits hit it alone) while a legitimate client on 127.0.0.1 keeps working.
+ */
+import { describe, it, expect, afterEach, inject } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type net from 'node:net';
+import mqtt from 'mqtt';
+import { pino } from 'pino';
+import { createBroker, type Bastion, type SecurityEvent } from '@bastion/broker';
+import { hashPassword, writeUsersFile, type RateLimit } from '@bastion/middleware';
+import type { ProfileInput } from '@bastion/profile';
+import { connect, tryConnect, isRefusal, collect, closed, waitFor, nextMessage } from './support/mqtt.js';
+import { connectPacket, rawSocket, subscribePacket, firstData, tryConnectFrom } from './support/raw-mqtt.js';
+
+const ATTACKER = '127.0.0.2';
+const silent = pino({ level: 'silent' });
+let broker: Bastion | undefined;
+const clients: mqtt.MqttClient[] = [];
+const sockets: net.Socket[] = [];
+const dirs: string[] = [];
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.end(true);
+  for (const s of sockets.splice(0)) s.destroy();
+  await broker?.close();
+  broker = undefined;
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+async function start(profile: Partial<ProfileInput>) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bastion-rl-'));
+  dirs.push(dir);
+  broker = await createBroker({
+    profile: { version: 1, listeners: [{ protocol: 'mqtt', port: 0 }], authentication: { anonymous: true }, ...profile } as ProfileInput,
+    baseDir: dir,
+    logger: silent,
+  });
+  const events: SecurityEvent[] = [];
+  broker.events.on((e) => events.push(e));
+  const port = Object.values(broker.addresses())[0]!.port;
+  return { url: `mqtt://127.0.0.1:${port}`, port, events, dir };
+}
+
+async function client(url: string, opts: mqtt.IClientOptions = {}) {
+  const c = await connect(url, opts);
+  clients.push(c);
+  return c;
+}
+
+/** The legitimate client: a round trip through the broker works. */
+async function roundTrip(url: string, tag: string) {
+  const sub = await client(url, { clientId: `legit-sub-${tag}` });
+  await sub.subscribeAsync(`legit/${tag}`);
+  const pub = await client(url, { clientId: `legit-pub-${tag}` });
+  const got = nextMessage(sub, 5000);
+  await pub.publishAsync(`legit/${tag}`, 'hello', { qos: 1 });
+  expect((await got).payload).toBe('hello');
+}
+
+const limited = (events: SecurityEvent[], limit: string) => events.filter((e) => e.type === 'rate.limited' && (e.detail as { limit?: string } | undefined)?.limit === limit);
+
+describe('connection flood from one address', () => {
+  it('refuses the attacker beyond its connection rate and concurrent cap; the legitimate client connects and works', async () => {
+    const { url, port, events } = await start({
+      rateLimits: { connections: { perIp: { rate: 20, per: '10s' } }, concurrent: { perIp: 30 } },
+    });
+    // the flood: 200 sockets from 127.0.0.2, each sending a CONNECT, all at once
+    const flood = Array.from({ length: 200 }, async (_, i) => {
+      try {
+        const s = await rawSocket(port, ATTACKER);
+        sockets.push(s);
+        s.write(connectPacket({ clientId: `flood-${i}` }));
+      } catch {
+        /* refused at accept */
+      }
+    });
+    // while it runs, the legitimate client connects and talks
+    await roundTrip(url, 'during-flood');
+    await Promise.all(flood);
+    await waitFor(() => limited(events, 'connections.perIp').length > 0, 5000, 'a connections.perIp event');
+    expect(broker!.openConnections(ATTACKER)).toBeLessThanOrEqual(30);
+    const accepted = events.filter((e) => e.type === 'client.connected' && e.remoteAddress === ATTACKER).length;
+    expect(accepted).toBeLessThanOrEqual(20);
+    // every limit event names the attacker; the legitimate address never trips anything
+    const rl = events.filter((e) => e.type === 'rate.limited');
+    expect(rl.length).toBeGreaterThan(0);
+    expect(rl.every((e) => e.remoteAddress === ATTACKER)).toBe(true);
+    expect(rl[0]).toMatchObject({ control: 'PR.SS-5', reason: expect.stringMatching(/connection-rate-exceeded|server-busy/) });
+    // events are throttled: far fewer than refusals, with the held-back count carried along
+    expect(rl.length).toBeLessThan(20);
+    await roundTrip(url, 'after-flood');
+  });
+
+  it('bans an address after repeated refusals (through the bans control), and lets others in', async () => {
+    const { url, port, events } = await start({
+      rateLimits: { connections: { perIp: { rate: 5, per: '10s', consequence: 'ban', strikes: 3, banFor: '1m' } } },
+    });
+    for (let i = 0; i < 12; i++) {
+      const r = await tryConnectFrom(port, ATTACKER, { clientId: `b-${i}` });
+      if (!isRefusal(r)) clients.push(r);
+    }
+    await waitFor(() => events.some((e) => e.type === 'ban.added'), 5000, 'ban.added');
+    expect(events.find((e) => e.type === 'ban.added')).toMatchObject({ remoteAddress: ATTACKER, source: 'bans' });
+    expect(limited(events, 'connections.perIp').some((e) => (e.detail as { consequence?: string }).consequence === 'ban')).toBe(true);
+    const bans = broker!.controls.get<import('@bastion/middleware').Bans>('bans')!;
+    expect(bans.check({ ip: ATTACKER })).toBeDefined();
+    // banned: refused before CONNECT, with reason banned
+    const again = await tryConnectFrom(port, ATTACKER, { clientId: 'after-ban' });
+    expect(isRefusal(again)).toBe(true);
+    await waitFor(() => events.some((e) => e.type === 'connection.refused' && e.reason === 'banned'), 3000, 'a banned refusal');
+    await roundTrip(url, 'not-banned');
+  });
+});
+
+describe('publish flood from one client', () => {
+  it('drops QoS 0 beyond the budget (one throttled event per second), and other clients are served', async () => {
+    const { url, events } = await start({
+      rateLimits: { publish: { perClient: { messages: { rate: 100, burst: 100, consequence: 'drop' }, bytes: false } } },
+    });
+    const watcher = await client(url, { clientId: 'watcher' });
+    await watcher.subscribeAsync('flood/#');
+    const received: string[] = [];
+    watcher.on('message', (t) => received.push(t));
+    const attacker = await client(url, { clientId: 'attacker' });
+    const started = Date.now();
+    for (let i = 0; i < 20_000; i++) attacker.publish('flood/x', 'x', { qos: 0 });
+    await roundTrip(url, 'pub-flood');
+    await new Promise((r) => setTimeout(r, 500));
+    const elapsed = (Date.now() - started) / 1000;
+    const flooded = received.filter((t) => t === 'flood/x').length;
+    // at most the burst plus the rate over the elapsed time (an upper bound: a slow machine only lowers it)
+    expect(flooded).toBeGreaterThan(0);
+    expect(flooded).toBeLessThanOrEqual(100 + Math.ceil(100 * elapsed) + 10);
+    const ev = limited(events, 'publish.perClient.messages');
+    expect(ev.length).toBeGreaterThan(0);
+    expect(ev.length).toBeLessThanOrEqual(Math.ceil(elapsed) + 2);
+    expect(ev[0]).toMatchObject({ clientId: 'attacker', control: 'PR.SS-5', source: 'rate-limit', reason: 'rate-limited', detail: expect.objectContaining({ consequence: 'drop' }) });
+    // no per-packet publish.denied flood from the core
+    expect(events.filter((e) => e.type === 'publish.denied').length).toBe(0);
+    expect(attacker.connected).toBe(true);
+  });
+
+  it('delays (back-pressure) a QoS 1 flood: nothing is lost, and it arrives no faster than the budget', async () => {
+    const { url, events } = await start({
+      rateLimits: { publish: { perClient: { messages: { rate: 100, burst: 20, consequence: 'delay' }, bytes: false } } },
+    });
+    const watcher = await client(url, { clientId: 'watcher' });
+    await watcher.subscribeAsync('slow/#', { qos: 1 });
+    const received: number[] = [];
+    watcher.on('message', () => received.push(Date.now()));
+    const pub = await client(url, { clientId: 'eager' });
+    const started = Date.now();
+    const sends = Array.from({ length: 150 }, (_, i) => pub.publishAsync('slow/x', String(i), { qos: 1 }));
+    // meanwhile another client is not held up
+    await roundTrip(url, 'pub-delay');
+    await Promise.all(sends);
+    await waitFor(() => received.length === 150, 10_000, 'all 150 delayed messages');
+    const firstSecond = received.filter((t) => t - started <= 1000).length;
+    expect(firstSecond).toBeLessThanOrEqual(20 + 100 + 10);
+    expect(limited(events, 'publish.perClient.messages')[0]?.detail).toMatchObject({ consequence: 'delay' });
+  });
+
+  it('disconnects after N strikes (reason rate-limited)', async () => {
+    const { url, events } = await start({
+      rateLimits: { publish: { perClient: { messages: { rate: 10, burst: 10, consequence: 'disconnect', strikes: 3 } } } },
+    });
+    const attacker = await client(url, { clientId: 'striker' });
+    for (let i = 0; i < 200; i++) attacker.publish('s/x', 'x');
+    await closed(attacker, 5000);
+    await waitFor(() => events.some((e) => e.type === 'client.disconnected' && e.clientId === 'striker'), 3000, 'disconnect event');
+    expect(events.find((e) => e.type === 'client.disconnected' && e.clientId === 'striker')).toMatchObject({ reason: 'rate-limited' });
+    expect(limited(events, 'publish.perClient.messages').some((e) => (e.detail as { consequence?: string }).consequence === 'disconnect')).toBe(true);
+    await roundTrip(url, 'after-strikes');
+  });
+
+  it('limits bytes per second too', async () => {
+    const { url, events } = await start({
+      rateLimits: { publish: { perClient: { messages: false, bytes: { rate: '10KiB', burst: '10KiB', consequence: 'drop' } } } },
+    });
+    const watcher = await client(url, { clientId: 'watcher' });
+    await watcher.subscribeAsync('big/#');
+    const got: number[] = [];
+    watcher.on('message', (_t, p) => got.push(p.length));
+    const pub = await client(url, { clientId: 'bulky' });
+    for (let i = 0; i < 100; i++) pub.publish('big/x', Buffer.alloc(1024));
+    await roundTrip(url, 'bytes');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(got.length).toBeGreaterThan(0);
+    expect(got.length).toBeLessThan(100);
+    expect(limited(events, 'publish.perClient.bytes').length).toBeGreaterThan(0);
+  });
+
+  it('a per-user budget spans the user\'s connections', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'bastion-rl-users-'));
+    dirs.push(dir);
+    await writeUsersFile(path.join(dir, 'users.txt'), [
+      { username: 'alice', hash: await hashPassword('alice-pw'), groups: [] },
+      { username: 'bob', hash: await hashPassword('bob-pw'), groups: [] },
+    ]);
+    const { url, events } = await start({
+      authentication: { passwords: { file: path.join(dir, 'users.txt') } },
+      rateLimits: { publish: { perClient: { messages: false, bytes: false }, perUser: { messages: { rate: 50, per: '60s', consequence: 'drop' } } } },
+    });
+    const watcher = await client(url, { clientId: 'w', username: 'bob', password: 'bob-pw' });
+    await watcher.subscribeAsync('u/#');
+    const got: string[] = [];
+    watcher.on('message', (t) => got.push(t));
+    const a1 = await client(url, { clientId: 'a1', username: 'alice', password: 'alice-pw' });
+    const a2 = await client(url, { clientId: 'a2', username: 'alice', password: 'alice-pw' });
+    for (let round = 0; round < 10; round++) {
+      for (let i = 0; i < 10; i++) {
+        a1.publish('u/alice', 'x');
+        a2.publish('u/alice', 'y');
+      }
+      await new Promise((r) => setTimeout(r, 120)); // let batches reach the store
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    const alice = got.filter((t) => t === 'u/alice').length;
+    // 200 sent over two connections, 50 allowed for the user (plus what one batch may overshoot)
+    expect(alice).toBeGreaterThanOrEqual(50);
+    expect(alice).toBeLessThanOrEqual(50 + 25);
+    expect(limited(events, 'publish.perUser.messages')[0]).toMatchObject({ username: 'alice' });
+    // bob's own budget is untouched
+    const got2 = nextMessage(watcher);
+    watcher.publish('u/bob', 'mine');
+    expect((await got2).payload).toBe('mine');
+  });
+});
+
+describe('subscribe storm', () => {
+  it('refuses filters beyond the budget (SUBACK 0x80) and keeps serving others', async () => {
+    const { url, port, events } = await start({ rateLimits: { subscribe: { perClient: { rate: 50, burst: 50 } } } });
+    const s = await rawSocket(port, ATTACKER);
+    sockets.push(s);
+    s.write(connectPacket({ clientId: 'stormer' }));
+    await firstData(s);
+    const acks: Buffer[] = [];
+    s.on('data', (d: Buffer) => acks.push(d));
+    for (let p = 0; p < 20; p++) {
+      s.write(subscribePacket(p + 1, Array.from({ length: 100 }, (_, i) => ({ topic: `storm/${p}/${i}`, qos: 0 }))));
+    }
+    await roundTrip(url, 'storm');
+    await waitFor(() => Buffer.concat(acks).filter((b) => b === 0x80).length > 1000, 5000, 'refused filters');
+    const live = broker!.subscriptionsOf('stormer') ?? [];
+    expect(live.length).toBeGreaterThan(0);
+    expect(live.length).toBeLessThanOrEqual(50 + 20);
+    expect(limited(events, 'subscribe.perClient')[0]).toMatchObject({ clientId: 'stormer', remoteAddress: ATTACKER });
+    // the core emitted no per-filter subscribe.denied for rate-limited filters
+    expect(events.filter((e) => e.type === 'subscribe.denied' && e.source === 'rate-limit').length).toBe(0);
+  });
+});
+
+describe('limits change at runtime', () => {
+  it('update() applies at once, without a restart', async () => {
+    const { url, events } = await start({ rateLimits: { publish: { perClient: { messages: false, bytes: false } } } });
+    const rl = broker!.controls.get<RateLimit>('rate-limit')!;
+    const watcher = await client(url, { clientId: 'watcher' });
+    await watcher.subscribeAsync('rt/#');
+    const pub = await client(url, { clientId: 'p' });
+    let got = collect(watcher, 400);
+    for (let i = 0; i < 100; i++) pub.publish('rt/a', 'x');
+    expect((await got).length).toBe(100);
+
+    rl.update({ publish: { perClient: { messages: { rate: 10, burst: 10, consequence: 'drop' } } } });
+    got = collect(watcher, 400);
+    for (let i = 0; i < 100; i++) pub.publish('rt/b', 'x');
+    const limitedRun = (await got).length;
+    expect(limitedRun).toBeLessThanOrEqual(10 + 10);
+    expect(limited(events, 'publish.perClient.messages').length).toBeGreaterThan(0);
+
+    // concurrent caps go to the core too
+    rl.update({ concurrent: { perIp: 2 } });
+    expect(broker!.connectionLimits.perIp).toBe(2);
+    const third = await tryConnect(url, { clientId: 'third' });
+    expect(isRefusal(third)).toBe(true);
+    rl.update({ concurrent: { perIp: 100 } });
+    clients.push(await connect(url, { clientId: 'fourth' }));
+    // a bad update is refused and changes nothing
+    expect(() => rl.update({ publish: { perClient: { messages: { rate: -1 } } } })).toThrow(expect.objectContaining({ code: 'BASTION_ERR_RATE_LIMIT' }));
+    expect(rl.settings.publish.perClient.messages?.rate).toBe(10);
+  });
+});
+
+describe('a Redis store shared by two broker processes', () => {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const children: ChildProcess[] = [];
+  afterEach(() => {
+    for (const c of children.splice(0)) c.kill('SIGTERM');
+  });
+
+  function spawnBroker(redisUrl: string, keyPrefix: string): Promise<{ port: number; child: ChildProcess }> {
+    const child = spawn(process.execPath, [path.join(here, 'support', 'limits-broker.mjs')], {
+      env: { ...process.env, REDIS_URL: redisUrl, KEY_PREFIX: keyPrefix },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.push(child);
+    return new Promise((resolve, reject) => {
+      let out = '';
+      const t = setTimeout(() => reject(new Error(`broker process did not start: ${out}`)), 20_000);
+      const on = (d: Buffer) => {
+        out += d.toString();
+        const m = out.match(/listening (\d+)/);
+        if (m) {
+          clearTimeout(t);
+          resolve({ port: Number(m[1]), child });
+        }
+      };
+      child.stdout?.on('data', on);
+      child.stderr?.on('data', on);
+      child.once('exit', (code) => reject(new Error(`broker process exited (${code}): ${out}`)));
+    });
+  }
+
+  it('one per-address budget for both: the attacker gets 10 connections in all, not 10 per broker', async () => {
+    const redisUrl = inject('redisUrl');
+    const prefix = `bastion:test:rl:${process.pid}:${Date.now()}:`;
+    const [a, b] = await Promise.all([spawnBroker(redisUrl, prefix), spawnBroker(redisUrl, prefix)]);
+    let accepted = 0;
+    for (let i = 0; i < 30; i++) {
+      const port = i % 2 === 0 ? a.port : b.port;
+      const r = await tryConnectFrom(port, ATTACKER, { clientId: `shared-${i}` });
+      if (!isRefusal(r)) {
+        accepted++;
+        clients.push(r);
+      }
+    }
+    expect(accepted).toBe(10);
+    // the legitimate address has its own budget on both brokers
+    clients.push(await connect(`mqtt://127.0.0.1:${a.port}`, { clientId: 'legit-a' }));
+    clients.push(await connect(`mqtt://127.0.0.1:${b.port}`, { clientId: 'legit-b' }));
+  });
+});
