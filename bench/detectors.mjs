@@ -124,7 +124,7 @@ async function main() {
           const t = await measure(side, rep, params, dir, pinning);
           if (s === undefined || (!t.error && (s.error || (t.otherPct ?? 0) < (s.otherPct ?? 0)))) s = t;
           if (!s.error && (s.otherPct ?? 0) < DISTURBED_PCT) break;
-          log(`  rep ${rep + 1} ${side}: disturbed (other processes took ${Math.round(t.otherPct ?? 0)}% of a pinned CPU), again`);
+          log(`  rep ${rep + 1} ${side}: ${t.error ? `failed (${t.error.split('\n')[0]})` : `disturbed (other processes took ${Math.round(t.otherPct ?? 0)}% of a pinned CPU)`}, again`);
         }
         samples.push(s);
         log(`  rep ${rep + 1} ${side.padEnd(3)} ${s.error ? `error: ${s.error}` : `${Math.round(s.value)} msg/s, broker ${Math.round(s.broker.pct)}% CPU, ${s.broker.usPerMessage.toFixed(2)} µs/msg, other load ${Math.round(s.otherPct ?? 0)}%, lost ${s.lost ?? 0}`}`);
@@ -173,6 +173,8 @@ async function measure(side, rep, params, dir, pinning) {
   let generator;
   try {
     const listening = await broker.waitFor('listening', 30_000);
+    // (lib/process.mjs hands every waiter the exit message when a child dies early)
+    if (listening.type !== 'listening' || typeof listening.port !== 'number') throw new Error(`broker ${side} exited before listening (code ${listening.code})`);
     sample.middleware = listening.middleware;
     generator = launch(GENERATOR, [], { cpu: pinning.enabled ? pinning.generator : undefined, name: 'generator' });
     await generator.waitFor('ready', 30_000);

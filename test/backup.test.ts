@@ -17,7 +17,7 @@ import { openStore, Keyring, type Store } from '@bastion/persistence';
 import type { ProfileInput } from '@bastion/profile';
 import { progressBar } from '../packages/cli/src/commands/backup.js';
 import { BIN, bastion } from './support/cli.js';
-import { connect, collect, nextMessage } from './support/mqtt.js';
+import { connect, collect } from './support/mqtt.js';
 import { containing, keyFile, scanAll, tempDir, uniquePrefix, type RawValue } from './support/persistence.js';
 
 const silent = pino({ level: 'silent' });
@@ -142,7 +142,7 @@ describe('bastion backup / restore', () => {
     const dst = profileFile('bk2-dst', empty, key.path);
     const good = readFileSync(out);
     const damaged = Buffer.from(good);
-    damaged[damaged.length - 30] ^= 0x40;
+    damaged[damaged.length - 30] = damaged[damaged.length - 30]! ^ 0x40;
     writeFileSync(path.join(dir, 'damaged.bak'), damaged);
     writeFileSync(path.join(dir, 'cut.bak'), good.subarray(0, good.length - 10));
     for (const [f, why] of [

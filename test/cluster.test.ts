@@ -17,7 +17,7 @@ import { ClusterState, Keyring, Sealer, openStore, type Store, type StoreEvent }
 import type { ProfileInput } from '@bastion/profile';
 import type { PersistenceControl } from '../packages/broker/src/controls/persistence.js';
 import { bastionStart, type Running } from './support/cli.js';
-import { connect, tryConnect, isRefusal, nextMessage, collect, closed, waitFor } from './support/mqtt.js';
+import { connect, tryConnect, isRefusal, nextMessage, closed, waitFor } from './support/mqtt.js';
 import { freePort } from './support/redis-server.js';
 import { containing, keyFile, scanAll, tempDir, uniquePrefix } from './support/persistence.js';
 
@@ -220,7 +220,7 @@ describe('the cluster-state channel', () => {
     const foreign = new ClusterState(raw, raw, new Sealer(Keyring.fromBytes(Buffer.alloc(32, 9)), 'state'), prefix);
     await foreign.publish('acl', { rule: 'allow-all' }); // sealed with another key
     const forged = Buffer.from(captured[0]!);
-    forged[forged.length - 20] ^= 1;
+    forged[forged.length - 20] = forged[forged.length - 20]! ^ 1;
     await raw.publish(two.state!.channel, forged); // altered
     await raw.publish(two.state!.channel, Buffer.from('{"v":1,"kind":"acl","data":{"rule":"allow-all"}}')); // not sealed
     await waitFor(() => events.filter((e) => e.type === 'cluster-rejected').length === 4, 2000, 'four rejections');

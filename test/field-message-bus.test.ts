@@ -10,11 +10,10 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import mqtt from 'mqtt';
-// @ts-expect-error plain ESM example, no type declarations
 import { runScenario, startFieldBus, TOPICS } from '../examples/field-message-bus/scenario.mjs';
 import type { SecurityEvent } from '@bastion/broker';
 import { bastion } from './support/cli.js';
-import { connect, tryConnect, isRefusal } from './support/mqtt.js';
+import { connect, tryConnect, isRefusal, waitFor } from './support/mqtt.js';
 
 interface Line {
   kind: 'step' | 'info' | 'attack';
@@ -41,7 +40,7 @@ describe('the field message bus profile', () => {
     expect(r.stdout).toContain('OK (tier 3, 2 listeners');
   });
 
-  it('keeps the planes apart: each listener trusts only its own CA, and each certificate only has its own role', async () => {
+  it('keeps the planes apart: each listener trusts only its own CA, each certificate has only its role, and a flooding meter is slowed on its own connection while commands go through', async () => {
     const bus = await startFieldBus();
     fieldBus = bus;
     // a data-plane certificate cannot reach the control listener, nor a control one the data listener
@@ -49,12 +48,10 @@ describe('the field message bus profile', () => {
     expect(isRefusal(await tryConnect(bus.url('data'), { clientId: 'dms-ctl', ...(await bus.tls('control', 'dms-ctl')), ca: (await bus.tls('data', 'dms')).ca }))).toBe(true);
     // a certificate's client id is its CN: nobody takes over another party's session
     expect(isRefusal(await tryConnect(bus.url('data'), { clientId: 'dms', ...(await bus.tls('data', 'smart-meter')) }))).toBe(true);
-    // the meter may report, not command, and not read the commands
+    // the meter may report, not read what others send (one refusal only: a second one is an attack, see below)
     const meter = await connect(bus.url('data'), { clientId: 'smart-meter', ...(await bus.tls('data', 'smart-meter')) });
     clients.push(meter);
-    // (SUBACK 0x80: mqtt.js rejects)
-    await expect(meter.subscribeAsync('grid/control/#')).rejects.toThrow(/Subscribe error/);
-    await expect(meter.subscribeAsync('grid/data/#')).rejects.toThrow(/Subscribe error/);
+    await expect(meter.subscribeAsync('grid/data/#')).rejects.toThrow(/Subscribe error/); // SUBACK 0x80
     // the DMS still works beside it
     const dms = await connect(bus.url('data'), { clientId: 'dms', ...(await bus.tls('data', 'dms')) });
     clients.push(dms);
@@ -62,6 +59,21 @@ describe('the field message bus profile', () => {
     const got = new Promise<string>((resolve) => dms.once('message', (_t, p) => resolve(p.toString())));
     await meter.publishAsync(TOPICS.meterVoltage, '{"volts":117}');
     expect(await got).toBe('{"volts":117}');
+
+    // a flooding meter is rate-limited on its own connection, and commands still go through
+    const events: SecurityEvent[] = [];
+    bus.broker.events.on((e: SecurityEvent) => events.push(e));
+    const capbankCtl = await connect(bus.url('control'), { clientId: 'capbank-ctl', ...(await bus.tls('control', 'capbank-ctl')) });
+    const dmsCtl = await connect(bus.url('control'), { clientId: 'dms-ctl', ...(await bus.tls('control', 'dms-ctl')) });
+    clients.push(capbankCtl, dmsCtl);
+    await capbankCtl.subscribeAsync(TOPICS.capbankSwitch, { qos: 1 });
+    for (let i = 0; i < 300; i++) meter.publish(TOPICS.meterVoltage, `{"volts":${100 + (i % 20)}}`, { qos: 0 });
+    const command = new Promise<string>((resolve) => capbankCtl.once('message', (_t, p) => resolve(p.toString())));
+    await dmsCtl.publishAsync(TOPICS.capbankSwitch, '{"command":"close"}', { qos: 1 });
+    expect(await command).toBe('{"command":"close"}');
+    await waitFor(() => events.some((e) => e.type === 'rate.limited' && e.clientId === 'smart-meter'), 5000, 'the meter rate-limited');
+    expect(events.find((e) => e.type === 'rate.limited')).toMatchObject({ clientId: 'smart-meter', listener: 'data', control: 'PR.SS-5', detail: expect.objectContaining({ limit: 'publish.perClient.messages' }) });
+    expect(events.filter((e) => e.type === 'rate.limited' && e.clientId !== 'smart-meter')).toEqual([]);
   });
 });
 

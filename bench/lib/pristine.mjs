@@ -60,6 +60,23 @@ async function siblings(dir) {
   return out;
 }
 
+/** `patch -R`, or `git apply -R` where patch(1) is not installed; throws when it does not apply cleanly. */
+function reversePatch(file, dir, pkg) {
+  let r = spawnSync('patch', ['-R', '-p1', '-s', '-f', '--no-backup-if-mismatch', '-d', dir, '-i', file], { encoding: 'utf8' });
+  if (r.error?.code === 'ENOENT') r = spawnSync('git', ['apply', '-R', '-p1', file], { cwd: dir, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`cannot reverse ${path.basename(file)} on the installed ${pkg}: ${`${r.stdout ?? ''}${r.stderr ?? ''}`.trim() || r.error?.message}`);
+}
+
+/**
+ * File URL of the installed (patched) package's entry point, as the workspace runs it; `via` names
+ * the package it is a dependency of (mqtt-packet via aedes) when the bench does not depend on it.
+ */
+export async function installedEntry(name, via) {
+  const dir = await installedDir(name, via ? await installedDir(via) : undefined);
+  const pkgJson = JSON.parse(await readFile(path.join(dir, 'package.json'), 'utf8'));
+  return pathToFileURL(path.join(dir, entryOf(pkgJson))).href;
+}
+
 function entryOf(pkgJson) {
   const exp = pkgJson.exports;
   const dot = typeof exp === 'string' ? exp : exp?.['.'];
@@ -97,10 +114,7 @@ export async function pristineEntry(name) {
     await cp(dir, target, { recursive: true, dereference: false });
     const version = JSON.parse(await readFile(path.join(dir, 'package.json'), 'utf8')).version;
     const patch = patches.find((p) => p.name === pkg && p.version === version);
-    if (patch) {
-      const r = spawnSync('patch', ['-R', '-p1', '-s', '-f', '--no-backup-if-mismatch', '-d', target, '-i', patch.file], { encoding: 'utf8' });
-      if (r.status !== 0) throw new Error(`cannot reverse ${path.basename(patch.file)} on the installed ${pkg}: ${(r.stdout + r.stderr).trim() || r.error?.message}`);
-    }
+    if (patch) reversePatch(patch.file, target, pkg);
     const depsDir = path.dirname(dir); // pnpm: the package's dependencies are its siblings
     for (const dep of await siblings(depsDir)) {
       if (dep === pkg) continue;

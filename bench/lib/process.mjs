@@ -64,7 +64,7 @@ export function launch(script, args = [], { cpu, name = script, env, execArgv = 
         p.reject(err);
       }
       pending.clear();
-      for (const fns of listeners.values()) for (const fn of fns) fn({ type: 'exit', code, signal });
+      for (const fn of listeners.get('exit') ?? []) fn({ type: 'exit', code, signal });
       resolve(exitInfo);
     });
   });

@@ -23,6 +23,7 @@ import { banRoutes } from './routes/bans.js';
 import { clientRoutes } from './routes/clients.js';
 import { healthRoutes } from './routes/health.js';
 import { userRoutes } from './routes/users.js';
+import { profileRoutes } from './routes/profile.js';
 import { identifyRoutes } from './routes/identify.js';
 import { TokenVerifier } from './tokens.js';
 import type { AdminTokenSpec } from './tokens.js';
@@ -59,7 +60,7 @@ export interface AdminServerOptions {
   logger?: Logger;
 }
 
-const ROUTES: readonly Route[] = [...healthRoutes, ...clientRoutes, ...banRoutes, ...aclRoutes, ...userRoutes, ...identifyRoutes];
+const ROUTES: readonly Route[] = [...healthRoutes, ...clientRoutes, ...banRoutes, ...aclRoutes, ...userRoutes, ...identifyRoutes, ...profileRoutes];
 
 function configError(message: string): BastionError {
   return new BastionError('BASTION_ERR_ADMIN_CONFIG', `admin API: ${message}`);

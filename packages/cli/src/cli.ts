@@ -5,6 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { register as start } from './commands/start.js';
 import { register as profile } from './commands/profile.js';
+import { register as reload } from './commands/reload.js';
 import { register as passwd } from './commands/passwd.js';
 import { register as certs } from './commands/certs.js';
 import { register as admin } from './commands/admin.js';
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   start(program);
+  reload(program);
   profile(program);
   passwd(program);
   certs(program);

@@ -132,7 +132,7 @@ export function detectors(opts: DetectorsOptions = {}): Detectors {
   let unsubscribe: (() => void) | undefined;
 
   const onEvent = (e: SecurityEvent) => {
-    const t = e.time;
+    const t = Date.now(); // not e.time: a producer's clock must not move the windows
     connectionAttempts?.onEvent(e, t);
     abnormal?.onEvent(e, t);
     authFailures?.onEvent(e, t);

@@ -503,6 +503,8 @@ export function responses(opts: ResponsesOptions = {}): Responses {
     async setup(context) {
       ctx = context;
       await privateBans.setup?.(context);
+      // no rules, nothing to listen for (and a bus nobody listens to skips building some events)
+      if (rules.length === 0) return;
       unsubscribe = context.events.on((e) => {
         if (e.type !== DETECTION_RAISED) return;
         const d = detectionFromEvent(e);

@@ -57,11 +57,8 @@ export interface EncryptingPersistenceOptions {
   onEvent?: StoreEventSink;
 }
 
-interface CachedSeal {
-  topic: string;
-  keyId: number;
-  sealed: Buffer;
-}
+/** Recently sealed queue payloads: a small ring, newest last (strong references, bounded). */
+const RING = 256;
 
 const noop = (): void => undefined;
 
@@ -71,16 +68,24 @@ export class EncryptingPersistence implements AedesPersistence {
   readonly #opts: EncryptingPersistenceOptions;
   #broker: { listenerCount?: (event: string) => number } | undefined;
   /**
-   * A queued message's sealed payload, by its payload buffer. Aedes re-stores the same message on
-   * every `outgoingUpdate` (each live delivery to a persistent session); the record's plaintext and
-   * associated data are unchanged, so the envelope sealed at enqueue time is the record again —
-   * reused rather than sealing the same bytes once per delivery.
+   * Queued messages' sealed payloads, by payload buffer (identity). Aedes re-stores the same message
+   * on every `outgoingUpdate` (each live delivery to a persistent session), moments after queueing
+   * it; its plaintext and associated data are unchanged, so the envelope sealed at enqueue time is
+   * the record again — reused rather than sealing the same bytes once per delivery. A ring rather
+   * than a WeakMap: no ephemeron work for the garbage collector on the hot path.
    */
-  readonly #queued = new WeakMap<Buffer, CachedSeal>();
+  readonly #ringPayload: Array<Buffer | undefined> = new Array<Buffer | undefined>(RING).fill(undefined);
+  readonly #ringTopic: Array<string | undefined> = new Array<string | undefined>(RING).fill(undefined);
+  readonly #ringKey = new Int32Array(RING);
+  readonly #ringSealed: Array<Buffer | undefined> = new Array<Buffer | undefined>(RING).fill(undefined);
+  #ringAt = 0;
   declare cleanIncoming: ((client: { id: string }) => Promise<unknown>) | undefined;
 
   /** Writes in flight, so `destroy` can let them land (see there). */
-  readonly #pending = new Set<Promise<unknown>>();
+  #pending = 0;
+  readonly #settled = (): void => {
+    this.#pending--;
+  };
 
   /** `cipher` undefined: nothing is sealed, but setup checks and a clean destroy still apply. */
   constructor(inner: AedesPersistence, cipher: PacketCipher | undefined, opts: EncryptingPersistenceOptions = {}) {
@@ -96,12 +101,8 @@ export class EncryptingPersistence implements AedesPersistence {
   }
 
   #track<T>(p: Promise<T>): Promise<T> {
-    const pending = this.#pending;
-    pending.add(p);
-    const settled = (): void => {
-      pending.delete(p);
-    };
-    p.then(settled, settled);
+    this.#pending++;
+    p.then(this.#settled, this.#settled);
     return p;
   }
 
@@ -139,19 +140,31 @@ export class EncryptingPersistence implements AedesPersistence {
     return Readable.from(opened());
   }
 
-  #sealQueued(packet: StoredPacket): StoredPacket {
+  /** `restore`: an outgoingUpdate of a message most likely sealed moments ago at enqueue. */
+  #sealQueued(packet: StoredPacket, restore: boolean): StoredPacket {
     const cipher = this.#cipher;
     if (!cipher) return packet;
     const payload = packet.payload;
+    if (!Buffer.isBuffer(payload) || packet.properties !== undefined) return cipher.seal(packet, 'O', undefined);
     const keyId = cipher.sealer.keyring.current.idNumber;
-    if (Buffer.isBuffer(payload) && packet.properties === undefined) {
-      const hit = this.#queued.get(payload);
-      if (hit !== undefined && hit.topic === packet.topic && hit.keyId === keyId) return cipher.seal(packet, 'O', undefined, hit.sealed);
-      const sealed = cipher.sealPayload(packet, 'O', undefined);
-      this.#queued.set(payload, { topic: packet.topic, keyId, sealed });
-      return cipher.seal(packet, 'O', undefined, sealed);
+    const payloads = this.#ringPayload;
+    // newest first: the re-store follows its enqueue closely
+    for (let n = restore ? 0 : RING, i = this.#ringAt; n < RING; n++) {
+      i = i === 0 ? RING - 1 : i - 1;
+      if (payloads[i] === payload) {
+        if (this.#ringTopic[i] === packet.topic && this.#ringKey[i] === keyId) return cipher.seal(packet, 'O', undefined, this.#ringSealed[i]);
+        break;
+      }
+      if (payloads[i] === undefined) break;
     }
-    return cipher.seal(packet, 'O', undefined);
+    const sealed = cipher.sealPayload(packet, 'O', undefined);
+    const at = this.#ringAt;
+    payloads[at] = payload;
+    this.#ringTopic[at] = packet.topic;
+    this.#ringKey[at] = keyId;
+    this.#ringSealed[at] = sealed;
+    this.#ringAt = at + 1 === RING ? 0 : at + 1;
+    return cipher.seal(packet, 'O', undefined, sealed);
   }
 
   // Aedes checks that setup is an AsyncFunction.
@@ -210,26 +223,26 @@ export class EncryptingPersistence implements AedesPersistence {
   // ---- outgoing queues ---------------------------------------------------------------------
 
   outgoingEnqueue(sub: { clientId: string }, packet: StoredPacket): Promise<unknown> {
-    return this.#track(this.inner.outgoingEnqueue(sub, this.#sealQueued(packet)));
+    return this.#track(this.inner.outgoingEnqueue(sub, this.#sealQueued(packet, false)));
   }
 
   outgoingEnqueueCombi(subs: Array<{ clientId: string }>, packet: StoredPacket): Promise<unknown> {
     if (subs.length === 0) return this.inner.outgoingEnqueueCombi(subs, packet); // nothing is stored
-    return this.#track(this.inner.outgoingEnqueueCombi(subs, this.#sealQueued(packet)));
+    return this.#track(this.inner.outgoingEnqueueCombi(subs, this.#sealQueued(packet, false)));
   }
 
   outgoingUpdate(client: { id: string }, packet: StoredPacket): Promise<unknown> {
     // a PUBREL (QoS 2 second phase) replaces the publish and has no payload
     if (packet.cmd !== undefined && packet.cmd !== 'publish') return this.#track(this.inner.outgoingUpdate(client, packet));
-    return this.#track(this.inner.outgoingUpdate(client, this.#sealQueued(packet)));
+    return this.#track(this.inner.outgoingUpdate(client, this.#sealQueued(packet, true)));
   }
 
-  async outgoingClearMessageId(client: { id: string }, packet: { messageId?: number }): Promise<StoredPacket | undefined> {
-    const record = await this.#track(this.inner.outgoingClearMessageId(client, packet));
-    // Aedes only hands this packet to 'ack' listeners (its queue drain discards it): open it
-    // when someone listens, instead of paying a decryption for every PUBACK.
-    const listening = (this.#broker?.listenerCount?.('ack') ?? 1) > 0;
-    return listening ? this.#openQueued(record) : (record ?? undefined);
+  outgoingClearMessageId(client: { id: string }, packet: { messageId?: number }): Promise<StoredPacket | undefined> {
+    const cleared = this.#track(this.inner.outgoingClearMessageId(client, packet));
+    // Aedes only hands this packet to 'ack' listeners (its queue drain discards it): open it when
+    // someone listens, instead of paying a decryption for every PUBACK.
+    if (!this.#cipher || (this.#broker?.listenerCount?.('ack') ?? 1) === 0) return cleared;
+    return cleared.then((record) => this.#openQueued(record));
   }
 
   outgoingStream(client: { id: string }): Readable {
@@ -284,9 +297,9 @@ export class EncryptingPersistence implements AedesPersistence {
   async destroy(): Promise<void> {
     const deadline = Date.now() + 5000;
     for (let quiet = 0; quiet < 2 && Date.now() < deadline; ) {
-      if (this.#pending.size > 0) {
+      if (this.#pending > 0) {
         quiet = 0;
-        await Promise.race([Promise.allSettled([...this.#pending]), new Promise((r) => setTimeout(r, Math.max(1, deadline - Date.now())).unref())]);
+        await new Promise((r) => setTimeout(r, 5));
       } else {
         quiet++;
         await new Promise((r) => setImmediate(r));

@@ -21,14 +21,31 @@ export interface StoredPacket {
 const FLAG_PROPERTIES = 1;
 const EMPTY = Buffer.alloc(0);
 
-/** A shallow copy without functions (Aedes' QoSPacket carries a write callback). */
+const own = Object.prototype.hasOwnProperty;
+
+/**
+ * A copy with the fields an Aedes packet record has (those aedes-packet's Packet keeps), built in
+ * one fixed shape: fast to make and to read, and without what rides along on a packet in flight
+ * (Aedes' QoSPacket carries a write callback). Optional fields are copied only when present, as
+ * aedes-packet does; `messageId` keeps its presence (aedes-persistence-redis tests `'messageId' in`).
+ */
 export function copyPacket(p: StoredPacket): StoredPacket {
-  const out: Record<string, unknown> = {};
-  for (const k of Object.keys(p)) {
-    const v = p[k];
-    if (typeof v !== 'function') out[k] = v;
-  }
-  return out as StoredPacket;
+  const out: StoredPacket = {
+    cmd: p.cmd,
+    brokerId: p['brokerId'],
+    brokerCounter: p['brokerCounter'],
+    topic: p.topic,
+    payload: p.payload,
+    qos: p['qos'],
+    retain: p['retain'],
+    dup: p['dup'],
+  };
+  if ('messageId' in p) out.messageId = p.messageId;
+  if (own.call(p, 'clientId')) out.clientId = p.clientId;
+  if (own.call(p, 'nl')) out['nl'] = p['nl'];
+  if (own.call(p, 'properties')) out.properties = p.properties;
+  if (own.call(p, 'messageExpiry')) out['messageExpiry'] = p['messageExpiry'];
+  return out;
 }
 
 function payloadBytes(payload: Buffer | string | undefined): Buffer {

@@ -78,12 +78,14 @@ function listenerSummary(p: Profile, control?: string): string {
   const modes = [...new Set(tls.map((l) => l.tls.clientCertificate))].join('/');
   switch (control) {
     case 'PR.AC-1':
-      return tls.length === 0 ? `no TLS listener; ${plainText}` : `TLS on ${tls.length} of ${p.listeners.length} listeners, client certificates ${modes}; ${plainText}`;
+      return tls.length === 0 ? '' : `TLS on ${tls.length} of ${p.listeners.length} listeners, client certificates ${modes}; ${plainText}`;
     case 'PR.AC-4':
     case 'ID.RM-4':
       return tls.length === 0 ? '' : `server certificate on ${plural(tls.length, 'TLS listener')}`;
     case 'PR.IP-1':
       return tls.length === 0 ? '' : `TLS ≥ ${versions}${tls.some((l) => l.tls.ciphers !== undefined) ? ', custom TLS 1.2 ciphers' : ', hardened cipher list'}`;
+    case 'PR.IP-5':
+      return tls.length === 0 ? '' : "TLS keys and session tickets from OpenSSL's CSPRNG";
     case 'PR.IP-2':
     case 'PR.IP-3':
       return tls.length === 0 ? '' : `TLS on ${tls.length} of ${p.listeners.length} listeners; ${plainText}`;
@@ -155,7 +157,7 @@ const BASE_ROWS: readonly TierRow[] = [
   {
     key: 'listeners',
     category: 'PR.AC, PR.IP',
-    controls: ['PR.AC-1', 'PR.AC-4', 'ID.RM-4', 'PR.IP-1', 'PR.IP-2', 'PR.IP-3'],
+    controls: ['PR.AC-1', 'PR.AC-4', 'ID.RM-4', 'PR.IP-1', 'PR.IP-2', 'PR.IP-3', 'PR.IP-5'],
     preset(tier) {
       const t = tlsPreset(() => tier);
       return `TLS listeners: minVersion ${t.minVersion}, clientCertificate ${t.clientCertificate}`;

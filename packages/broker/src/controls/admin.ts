@@ -29,6 +29,6 @@ export const admin: ControlFactory = async ({ profile }) => {
     traffic,
     maxBodySize: a.maxBodySize,
   });
-  const service: AdminService = { name: 'admin', server, start: (broker) => server.start(broker), stop: () => server.close() };
+  const service: AdminService = { name: 'admin', controls: ['PR.AC-3', 'ID.AM-1', 'PR.SS-4', 'RS.RP-2', 'RS.RP-3'], server, start: (broker) => server.start(broker), stop: () => server.close() };
   return { phase: 'observe', middleware: [traffic], services: [service] };
 };

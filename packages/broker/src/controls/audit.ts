@@ -44,6 +44,7 @@ export const auditControl: ControlFactory = async ({ profile }) => {
         : [
             {
               name: 'audit-receipts',
+              controls: ['PR.IP-4'],
               start(broker) {
                 const auditMw = broker.controls.get<Audit>('audit');
                 if (!auditMw) return;

@@ -29,6 +29,7 @@ export const responsesControl: ControlFactory = ({ profile }) => {
     services: [
       {
         name: 'responses',
+        controls: ['RS.RP-1', 'RS.RP-2', 'RS.RP-3'],
         start(broker) {
           const caps: ResponseCapabilities = { shutdown: () => broker.close() };
           const bans = broker.controls.get<Bans>('bans');
@@ -56,6 +57,7 @@ export const detectorsControl: ControlFactory = ({ profile, logger }) => {
     services: [
       {
         name: 'detectors',
+        controls: ['DE.ID-3'],
         start(broker) {
           if (d.undeliverable && !broker.controls.get<Detectors>('detectors')?.attachSubscribers((broker.aedes as unknown as { mq: unknown }).mq)) {
             logger.warn('undeliverable-message detection (DE.ID-3) cannot read subscriptions from this message bus; it stays silent');

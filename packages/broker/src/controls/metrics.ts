@@ -16,6 +16,7 @@ export const metricsControl: ControlFactory = ({ profile, logger }) => {
     services: [
       {
         name: 'metrics',
+        controls: ['ID.AM-1', 'DE.CM-1'],
         async start(broker) {
           const bans = broker.controls.get<Bans>('bans');
           if (bans) mw.gauge('bastion_bans_active', 'Bans in force now', () => bans.size);

@@ -106,6 +106,7 @@ function clusterBans(state: ClusterStateChannel, logger: Logger): Service {
   let off: Array<() => void> = [];
   return {
     name: 'cluster-bans',
+    controls: ['PR.SS-4', 'RS.RP-3'],
     start(broker: Bastion) {
       const bans = broker.middleware.find(isBans);
       if (!bans) return;

@@ -9,6 +9,7 @@ import type { ControlFactory } from '../controls.js';
  */
 export const protocolLimitsControl: ControlFactory = ({ profile }) => {
   const p = profile.protocol;
+  if (!p) return undefined;
   const mw = protocolLimits(p);
   return {
     phase: 'limit',
@@ -16,6 +17,7 @@ export const protocolLimitsControl: ControlFactory = ({ profile }) => {
     services: [
       {
         name: 'protocol-limits',
+        controls: ['PR.SS-1'],
         start(broker) {
           mw.bindCore(broker);
           mw.limitQueues((broker.aedes as unknown as { persistence: QueuePersistence }).persistence);

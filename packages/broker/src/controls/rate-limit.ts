@@ -17,6 +17,7 @@ export const rateLimitControl: ControlFactory = ({ profile, logger }) => {
     services: [
       {
         name: 'rate-limit',
+        controls: ['PR.SS-5'],
         async start(broker) {
           mw.bindCore(broker);
           mw.setBanner(broker.controls.get<Bans>('bans'));

@@ -28,6 +28,6 @@ export const revocationControl: ControlFactory = async ({ profile, logger }) => 
   }
   const mw = revocation({ crl: r.crl, ca, stale: r.stale, unknownIssuer: r.unknownIssuer, watch: r.watch, logger });
   await mw.load();
-  const services: Service[] = profile.certificates.sighup ? [sighupService('revocation-sighup', () => mw.reload(), logger)] : [];
+  const services: Service[] = profile.certificates.sighup ? [sighupService('revocation-sighup', () => mw.reload(), logger, ['RS.RP-1'])] : [];
   return { phase: 'gate', middleware: [mw], services };
 };

@@ -22,7 +22,7 @@ import type { BrokerContext, ClientInfo, Middleware, SecurityEvent, TlsOptions }
 import { secureContextOptions } from '@bastion/core';
 import { readWithDigest, watchFiles, type FileWatch } from '@bastion/middleware';
 import { certificateIssuerAndSerial, normalizeSerial } from '@bastion/pki';
-import type { TlsListener } from '@bastion/profile';
+import type { Profile, TlsListener } from '@bastion/profile';
 import type { Logger } from 'pino';
 import type { ControlFactory, Service } from '../controls.js';
 import type { Bastion } from '../broker.js';
@@ -352,6 +352,18 @@ export function tlsCertificates(opts: TlsCertificatesOptions): TlsCertificates {
     },
     reload,
     rotateTicketKeys,
+    /**
+     * After a profile reload changed the TLS settings or files (Bastion.reload has installed the new
+     * sets with setListenerTls): follow the new files and the new `certificates` settings.
+     */
+    async reconfigure(next: Profile) {
+      opts.watch = next.certificates.watch;
+      opts.ticketKeyRotation = next.certificates.ticketKeyRotation;
+      opts.expiryWarning = next.certificates.expiryWarning;
+      self.stop();
+      state.length = 0;
+      if (broker) await self.start(broker);
+    },
     status() {
       return state.map((l) => ({
         listener: l.name,
@@ -368,13 +380,15 @@ export function tlsCertificates(opts: TlsCertificatesOptions): TlsCertificates {
 }
 
 /** Runs `fn` on SIGHUP while the broker runs (the process default, exit, is replaced only then). */
-export function sighupService(name: string, fn: () => Promise<unknown>, logger: Logger): Service {
+export function sighupService(name: string, fn: () => Promise<unknown>, logger: Logger, controls: readonly string[] = []): Service {
   const handler = () => {
     logger.info({ service: name }, 'SIGHUP: reloading');
     fn().catch((err: unknown) => logger.error({ err, service: name }, 'SIGHUP reload failed'));
   };
   return {
     name,
+    controls,
+    sighup: true, // not started when the broker reloads the whole profile on SIGHUP
     start() {
       process.on('SIGHUP', handler);
     },
@@ -396,6 +410,6 @@ export const certificates: ControlFactory = ({ profile, logger }) => {
     logger,
   });
   const services: Service[] = [mw];
-  if (settings.sighup) services.push(sighupService('tls-sighup', () => mw.reload(), logger));
+  if (settings.sighup) services.push(sighupService('tls-sighup', () => mw.reload(), logger, ['RC.RP-5']));
   return { phase: 'observe', middleware: [mw], services };
 };

@@ -16,7 +16,6 @@ interface Graph {
 
 function graphOf(map: DataFlowMap): Graph {
   const identities = map.identities.map((i) => i.identity);
-  for (const f of map.flows) if (!identities.includes(f.identity)) identities.push(f.identity);
   const patterns = map.topics.map((t) => t.pattern);
   const edges: Graph['edges'] = [];
   for (const f of map.flows) {
@@ -29,7 +28,7 @@ function graphOf(map: DataFlowMap): Graph {
     if (f.denied > 0) edges.push([id, t, `${f.direction} denied ${f.denied}`, true]);
   }
   for (const r of map.routes) if (r.topic !== r.filter) edges.push([`t:${r.topic}`, `t:${r.filter}`, 'matches', false]);
-  return { identities: identities.sort(), patterns, edges };
+  return { identities, patterns, edges };
 }
 
 /** Mermaid entity codes: quotes, `#` (entity syntax itself) and angle brackets must not reach the parser. */
@@ -49,13 +48,17 @@ export function toMermaid(map: DataFlowMap): string {
     ids.set(`t:${pattern}`, `t${n}`);
     lines.push(`  t${n}[/"${mermaidText(pattern)}"/]`);
   });
-  for (const [from, to, label, refused] of g.edges) {
+  // linkStyle addresses links by their position among the links drawn
+  const refused: number[] = [];
+  let drawn = 0;
+  for (const [from, to, label, isRefused] of g.edges) {
     const a = ids.get(from);
     const b = ids.get(to);
     if (a === undefined || b === undefined) continue;
-    lines.push(refused ? `  ${a} -.->|"${mermaidText(label)}"| ${b}` : `  ${a} -->|"${mermaidText(label)}"| ${b}`);
+    lines.push(isRefused ? `  ${a} -.->|"${mermaidText(label)}"| ${b}` : `  ${a} -->|"${mermaidText(label)}"| ${b}`);
+    if (isRefused) refused.push(drawn);
+    drawn++;
   }
-  const refused = g.edges.map((e, n) => (e[3] ? n : -1)).filter((n) => n >= 0);
   if (refused.length > 0) lines.push(`  linkStyle ${refused.join(',')} stroke:#c00,color:#c00`);
   return lines.join('\n') + '\n';
 }

@@ -270,7 +270,7 @@ function licenses(license: string | null): CycloneDxComponent['licenses'] {
 
 function cdxComponent(c: SoftwareComponent): CycloneDxComponent {
   const out: CycloneDxComponent = {
-    type: c.kind === 'application' ? 'application' : c.kind === 'runtime' ? 'platform' : c.kind === 'npm' ? 'library' : 'library',
+    type: c.kind === 'application' ? 'application' : c.kind === 'runtime' ? 'platform' : 'library',
     'bom-ref': c.ref,
     name: c.name,
     version: c.version,

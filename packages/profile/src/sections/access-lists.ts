@@ -34,9 +34,11 @@ export const accessListsSection = defineSection({
     category: 'PR.SS',
     controls: ['PR.SS-4'],
     example: { addresses: { allow: ['10.0.0.0/8'] } },
-    summary: (v) =>
+    summary: (v, control) =>
       v === undefined
-        ? 'off unless configured'
+        ? control === undefined
+          ? 'off unless configured'
+          : ''
         : `addresses: ${v.addresses.allow.length} allowed, ${v.addresses.deny.length} denied; client ids: ${v.clientIds.allow.length} allowed, ${v.clientIds.deny.length} denied`,
   },
 });

@@ -62,9 +62,11 @@ export const aclSection = defineSection({
   tiers: {
     category: 'PR.AC',
     controls: ['PR.AC-5'],
-    summary: (v) =>
+    summary: (v, control) =>
       v === undefined
-        ? 'off: no topic authorization'
+        ? control === undefined
+          ? 'off: no topic authorization'
+          : ''
         : `default ${v.defaultEffect}, ${v.rules.length} inline rule${v.rules.length === 1 ? '' : 's'}${v.file === undefined ? '' : ' + rules file'}; a refused PUBLISH is ${v.publishDenied === 'drop' ? 'dropped' : 'disconnected'}`,
     floors: [
       {

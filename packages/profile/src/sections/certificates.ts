@@ -65,7 +65,7 @@ export const certificatesSection = defineSection({
       const rotation = v.ticketKeyRotation === undefined ? 'session-ticket keys never rotate' : `session-ticket keys rotate every ${formatDuration(v.ticketKeyRotation)}`;
       const reload = `TLS files reloaded${v.watch ? ' on change' : ''}${v.sighup ? `${v.watch ? ',' : ''} on SIGHUP` : ''}${v.watch || v.sighup ? '' : ' only through the API'}`;
       const expiry = v.expiryWarning > 0 ? `expiry warning ${formatDuration(v.expiryWarning)} ahead` : 'no expiry warning';
-      if (control === 'PR.SS-7') return rotation;
+      if (control === 'PR.SS-7') return v.ticketKeyRotation === undefined ? '' : rotation;
       if (control === 'RC.RP-5') return reload;
       if (control === 'ID.AM-4') return expiry;
       return `${rotation}; ${reload}; ${expiry}`;

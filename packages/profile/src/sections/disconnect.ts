@@ -36,6 +36,7 @@ const TIER_DEFAULTS: ReadonlyArray<DisconnectSettings> = [
 ];
 
 const schema = z.strictObject({
+  enabled: z.boolean().optional().describe('false turns the keepalive cap, idle timeout and maximum age off (the tier defaults too). Default true.'),
   keepalive: z
     .strictObject({
       max: integerRange(0, 65535).optional().describe('Largest keepalive a client may ask for, in seconds; 0 = no cap. Tier 1: none, tier 2: 3600, tier 3: 1200, tier 4: 600.'),
@@ -63,7 +64,8 @@ const schema = z.strictObject({
 export const disconnectSection = defineSection({
   key: 'disconnect',
   schema: schema.describe('Automatic client disconnect (PR.SS-2) and maximum connection age (PR.SS-7); see docs/limits.md.'),
-  resolve(parsed: z.output<typeof schema> | undefined, ctx): DisconnectSettings {
+  resolve(parsed: z.output<typeof schema> | undefined, ctx): DisconnectSettings | undefined {
+    if (parsed?.enabled === false) return undefined;
     const tier: Tier = ctx.tierFor('PR.SS');
     const d = TIER_DEFAULTS[tier - 1] as DisconnectSettings;
     const k = parsed?.keepalive;

@@ -44,6 +44,7 @@ const TIER_DEFAULTS: ReadonlyArray<ProtocolSettings> = [
 ];
 
 const schema = z.strictObject({
+  enabled: z.boolean().optional().describe('false turns every protocol limit here off (the tier defaults too), leaving only what Aedes itself enforces: for measurement and diagnosis, not for deployments. Default true.'),
   maxTopicLength: integerRange(1, 65535).optional().describe('Longest topic name or filter, in UTF-8 bytes. Tier 1: 4096, tier 2: 2048, tier 3: 1024, tier 4: 512.'),
   maxTopicLevels: integerRange(1, 100).optional().describe('Most levels (parts between `/`) in a topic name or filter. Tier 1: 64, tier 2: 32, tier 3–4: 16.'),
   refuseControlCharacters: z.boolean().optional().describe('Refuse topics containing control characters U+0001–U+001F and U+007F–U+009F (the specification says they SHOULD NOT be used). U+0000 and invalid UTF-8 are always refused. Default true.'),
@@ -70,7 +71,8 @@ const schema = z.strictObject({
 export const protocolSection = defineSection({
   key: 'protocol',
   schema: schema.describe('Protocol limits (PR.SS-1); see docs/limits.md.'),
-  resolve(parsed: z.output<typeof schema> | undefined, ctx): ProtocolSettings {
+  resolve(parsed: z.output<typeof schema> | undefined, ctx): ProtocolSettings | undefined {
+    if (parsed?.enabled === false) return undefined;
     const tier: Tier = ctx.tierFor('PR.SS');
     const d = TIER_DEFAULTS[tier - 1] as ProtocolSettings;
     const pattern = parsed?.clientId?.pattern;

@@ -68,9 +68,11 @@ export const revocationSection = defineSection({
     category: 'PR.AC',
     controls: ['RS.RP-1', 'PR.AC-1'],
     example: { crl: 'ca.crl' },
-    summary: (v) =>
+    summary: (v, control) =>
       v === undefined
-        ? 'off: client certificates are not checked against CRLs by Bastion'
+        ? control === undefined
+          ? 'off: client certificates are not checked against CRLs by Bastion'
+          : ''
         : `${v.crl.length} CRL file${v.crl.length === 1 ? '' : 's'}${v.watch ? ' (reloaded on change)' : ''}, stale CRL: ${v.stale}, unknown issuer: ${v.unknownIssuer}; revoked clients are disconnected`,
     floors: [
       {

@@ -1,0 +1,424 @@
+/**
+ * Reloading the whole profile into a running broker (`broker.reload()`, SIGHUP in `bastion start`,
+ * `bastion reload`, POST /v1/reload): everything is read and checked first, then applied whole, or
+ * nothing is applied and the reasons are given.
+ *
+ *  1. read — the profile file again (and every file it points to, by building the controls from it:
+ *     CRLs, certificates, keys; the users and ACL files are read too). Any error: nothing changes.
+ *  2. plan — what differs from the running profile. A change the running broker cannot take live is
+ *     a reload error, never half-done: listener addresses, packet-size and CONNECT limits, $SYS
+ *     readers, persistence, controls that would be turned on, and settings of a control that has
+ *     neither a built-in applier here nor a `reconfigure` hook (see controls.ts).
+ *  3. apply — TLS material, authentication policy, users, ACL rules, access lists, bans; then the
+ *     new profile becomes `broker.profile` and `reconfigure` hooks run. Connected clients meet the
+ *     new rules at once: users removed or re-passworded, clients no longer on the access lists or
+ *     anonymous where that is now refused, and TLS clients the listener would no longer accept are
+ *     disconnected; withdrawn ACL rights are withdrawn from live subscriptions.
+ */
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import tls from 'node:tls';
+import { isDeepStrictEqual } from 'node:util';
+import type { ClientInfo, Middleware, TlsOptions } from '@bastion/core';
+import { secureContextOptions } from '@bastion/core';
+import { readAclFile, readUsersFile, validateAccessLists } from '@bastion/middleware';
+import type { AccessList, Acl, Bans, PasswordAuth, Revocation, UserRecord } from '@bastion/middleware';
+import { formatProfileIssue, isProfileError } from '@bastion/profile';
+import type { Listener, Profile, TlsListener } from '@bastion/profile';
+import type { Logger } from 'pino';
+import type { Bastion } from './broker.js';
+import { isReconfigurable, wireControls } from './controls.js';
+import type { Service, WiredControl } from './controls.js';
+import { loadTls } from './listeners.js';
+
+export interface ReloadIssue {
+  /** Where: a profile key path (`listeners[0]`), or `(root)`. */
+  readonly path: string;
+  readonly message: string;
+  /** For profile errors: where in the file. */
+  readonly file?: string;
+  readonly line?: number;
+  readonly column?: number;
+}
+
+export interface ReloadResult {
+  readonly ok: boolean;
+  /** The profile that was read (file path, `<inline>`, `<embedded default>`). */
+  readonly source: string;
+  /** What changed: applied when ok; what would have changed otherwise. */
+  readonly changes: readonly string[];
+  /** Why nothing was applied (empty when ok). */
+  readonly issues: readonly ReloadIssue[];
+}
+
+/** One factory's controls in the running broker, by name (kept by buildBroker). */
+export interface RunningWiring {
+  readonly factory: WiredControl['factory'];
+  readonly middleware: readonly string[];
+  readonly services: readonly string[];
+}
+
+type Step = { what: string; run: () => void | Promise<void> };
+
+interface Plan {
+  issues: ReloadIssue[];
+  changes: string[];
+  /** Before the profile swap. */
+  steps: Step[];
+  /** After it (reconfigure hooks read `broker.profile`). */
+  hooks: Step[];
+  /** The controls built from the new profile, to close once done. */
+  built: WiredControl[];
+}
+
+const issue = (path: string, message: string): ReloadIssue => ({ path, message });
+const restart = (path: string, what: string): ReloadIssue => issue(path, `${what}: restart required`);
+const show = (v: unknown): string => (v === undefined ? 'unset' : typeof v === 'string' ? v : JSON.stringify(v));
+
+/** The value at a recorded read path (`listeners.0.tls.cert`, `acl#keys` for an object's key list). */
+function valueAt(root: unknown, path: string): unknown {
+  const [body, keysOf] = path.endsWith('#keys') ? [path.slice(0, -'#keys'.length), true] : [path, false];
+  let node: unknown = root;
+  for (const part of body === '' ? [] : body.split('.')) {
+    if (node === null || typeof node !== 'object') return undefined;
+    node = (node as Record<string, unknown>)[part];
+  }
+  if (!keysOf) return node;
+  return node !== null && typeof node === 'object' ? Object.keys(node).sort().join(',') : undefined;
+}
+
+/**
+ * Labels, not settings: a control reading the profile's name or tier (to tag records) does not make a
+ * new name or tier a change it must take; what a tier changes shows in the settings resolved from it.
+ */
+const LABELS: ReadonlySet<string> = new Set(['name', 'source', 'baseDir', 'version', 'tier', 'tiers', 'exceptions', 'attestations']);
+function isLabel(path: string): boolean {
+  return LABELS.has(path.split(/[.#]/, 1)[0] as string);
+}
+
+function namesOf(w: WiredControl['wiring']): { middleware: string[]; services: string[] } {
+  return { middleware: (w?.middleware ?? []).map((m) => m.name), services: (w?.services ?? []).map((s) => s.name) };
+}
+
+/** Why a TLS set cannot be installed, or undefined. */
+function tlsProblem(t: TlsOptions): string | undefined {
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(t.cert);
+  } catch (err) {
+    return `the certificate does not parse (${(err as Error).message})`;
+  }
+  try {
+    if (!cert.checkPrivateKey(createPrivateKey(t.key))) return 'the certificate does not match the private key';
+  } catch {
+    return 'the private key does not parse (or is encrypted)';
+  }
+  const now = Date.now();
+  if (new Date(cert.validTo).getTime() < now) return `the certificate expired on ${new Date(cert.validTo).toISOString()}`;
+  if (new Date(cert.validFrom).getTime() > now) return `the certificate is not valid before ${new Date(cert.validFrom).toISOString()}`;
+  try {
+    tls.createSecureContext(secureContextOptions(t));
+  } catch (err) {
+    return `OpenSSL refuses the set (${(err as Error).message})`;
+  }
+  return undefined;
+}
+
+const isTls = (l: Listener): l is TlsListener => l.protocol === 'mqtts' || l.protocol === 'wss';
+
+/** Whether a connected client still passes a listener's new TLS settings; the reason when it does not. */
+function tlsRefusal(client: ClientInfo, next: TlsListener['tls'], cas: readonly X509Certificate[] | undefined): string | undefined {
+  if (next.clientCertificate === 'required' && client.certificate === undefined) return 'the listener now requires a client certificate';
+  if (next.minVersion === 'TLSv1.3' && client.tls !== undefined && client.tls.protocol !== 'TLSv1.3') return `the listener now requires TLSv1.3 (connected with ${client.tls.protocol ?? 'unknown'})`;
+  if (cas !== undefined && client.certificate !== undefined && next.clientCertificate !== 'none') {
+    try {
+      const cert = new X509Certificate(client.certificate.raw.raw);
+      if (!cas.some((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey))) return 'its certificate is not issued by the listener\'s new CA';
+    } catch {
+      return 'its certificate cannot be checked against the listener\'s new CA';
+    }
+  }
+  return undefined;
+}
+
+async function planTls(broker: Bastion, prev: Profile, next: Profile, plan: Plan): Promise<boolean> {
+  let changed = false;
+  for (const [i, l] of next.listeners.entries()) {
+    const before = prev.listeners[i];
+    if (!isTls(l) || before === undefined || !isTls(before)) continue;
+    let material: TlsOptions;
+    try {
+      material = await loadTls(l.tls, l.name);
+    } catch (err) {
+      plan.issues.push(issue(`listeners[${i}].tls`, (err as Error).message));
+      continue;
+    }
+    const problem = tlsProblem(material);
+    if (problem !== undefined) {
+      plan.issues.push(issue(`listeners[${i}].tls`, `listener "${l.name}": ${problem}`));
+      continue;
+    }
+    if (isDeepStrictEqual(before.tls, l.tls)) continue; // same settings: the files are refreshed by tls-certificates
+    changed = true;
+    const coreName = broker.openListeners[i]?.name ?? l.name;
+    const what = Object.keys(l.tls)
+      .filter((k) => !isDeepStrictEqual((before.tls as unknown as Record<string, unknown>)[k], (l.tls as unknown as Record<string, unknown>)[k]))
+      .map((k) => `${k} ${show((before.tls as unknown as Record<string, unknown>)[k])} → ${show((l.tls as unknown as Record<string, unknown>)[k])}`)
+      .join(', ');
+    const caChanged = !isDeepStrictEqual(before.tls.ca, l.tls.ca);
+    const cas = caChanged ? (material.ca as Buffer[] | undefined)?.map((b) => new X509Certificate(b)) : undefined;
+    plan.changes.push(`listeners[${i}] (${l.name}): TLS ${what}`);
+    plan.steps.push({
+      what: `TLS of listener ${l.name}`,
+      run: () => {
+        broker.setListenerTls(coreName, material);
+        const refused = new Map<string, string>();
+        for (const c of broker.clients()) {
+          if (c.listener !== coreName) continue;
+          const why = tlsRefusal(c, l.tls, cas);
+          if (why !== undefined) refused.set(c.id, why);
+        }
+        for (const [id, why] of refused) broker.disconnect(id, 'kicked', `profile reloaded: ${why}`);
+      },
+    });
+  }
+  return changed;
+}
+
+function planAuthentication(broker: Bastion, prev: Profile, next: Profile, plan: Plan): void {
+  const a = prev.authentication;
+  const b = next.authentication;
+  if (!isDeepStrictEqual(a.certificates, b.certificates)) plan.issues.push(restart('authentication.certificates', `certificate identity changed (${show(a.certificates)} → ${show(b.certificates)})`));
+  if (a.passwords?.file !== b.passwords?.file) {
+    plan.issues.push(restart('authentication.passwords', `the users file changed (${show(a.passwords?.file)} → ${show(b.passwords?.file)})`));
+  }
+  if (a.anonymous === b.anonymous && isDeepStrictEqual(a.require, b.require)) return;
+  const added = b.require.filter((f) => !a.require.includes(f));
+  plan.changes.push(`authentication: anonymous ${a.anonymous} → ${b.anonymous}, require [${a.require.join(', ')}] → [${b.require.join(', ')}]`);
+  plan.steps.push({
+    what: 'authentication policy',
+    run: () => {
+      broker.setAuthenticationPolicy({ anonymous: b.anonymous, requiredFactors: b.require });
+      // Connected clients meet the new policy now: they reconnect under it or stay out.
+      broker.disconnectWhere(
+        (c) => (a.anonymous && !b.anonymous && c.username === undefined) || (added.includes('certificate') && c.certificate === undefined) || added.includes('password'),
+        'kicked',
+        'profile reloaded: the authentication policy changed',
+      );
+    },
+  });
+}
+
+/** Changes the running broker cannot take without a restart. */
+function planRestartOnly(prev: Profile, next: Profile, plan: Plan): void {
+  if (prev.listeners.length !== next.listeners.length) {
+    plan.issues.push(restart('listeners', `the number of listeners changed (${prev.listeners.length} → ${next.listeners.length})`));
+  }
+  for (const [i, l] of next.listeners.entries()) {
+    const p = prev.listeners[i];
+    if (p === undefined) continue;
+    const addr = (x: Listener) => `${x.name} ${x.protocol}://${x.host}:${x.port}${'path' in x ? x.path : ''}`;
+    if (addr(p) !== addr(l)) plan.issues.push(restart(`listeners[${i}]`, `listener ${p.name} changed address (${addr(p)} → ${addr(l)})`));
+  }
+  for (const key of ['maxPacketSize', 'connectTimeout'] as const) {
+    if (prev.limits[key] !== next.limits[key]) plan.issues.push(restart(`limits.${key}`, `limits.${key} changed (${prev.limits[key]} → ${next.limits[key]})`));
+  }
+  if (!isDeepStrictEqual(prev.sys, next.sys)) plan.issues.push(restart('sys.subscribers', 'the $SYS readers changed'));
+  if (prev.dataDir !== next.dataDir) plan.issues.push(restart('dataDir', `dataDir changed (${show(prev.dataDir)} → ${show(next.dataDir)})`));
+  const pp = (prev as unknown as Record<string, unknown>)['persistence'];
+  const np = (next as unknown as Record<string, unknown>)['persistence'];
+  if (!isDeepStrictEqual(pp, np)) plan.issues.push(restart('persistence', 'the persistence settings changed'));
+}
+
+/** What a built-in control does with a change of its settings: a step, or a restart-required reason. */
+type Applier = (ctx: { running: Middleware | Service; built: Middleware | Service | undefined; prev: Profile; next: Profile; broker: Bastion; plan: Plan }) => Step | ReloadIssue | undefined;
+
+const SAME = undefined;
+
+const APPLIERS: Readonly<Record<string, Applier>> = {
+  passwords: () => SAME, // the file path is checked with authentication; its content is refreshed below
+  certificates: () => SAME, // authentication.certificates is checked with authentication
+  acl({ running, built, prev, next }) {
+    const a = prev.acl;
+    const b = next.acl;
+    if (a === undefined || b === undefined) return restart('acl', 'the ACL would be turned ' + (b === undefined ? 'off' : 'on'));
+    for (const k of ['defaultEffect', 'onRevoked', 'publishDenied', 'file'] as const) {
+      if (a[k] !== b[k]) return restart(`acl.${k}`, `acl.${k} changed (${show(a[k])} → ${show(b[k])})`);
+    }
+    const rules = (built as Acl | undefined)?.rules() ?? [];
+    return { what: `acl: ${rules.length} profile rules`, run: async () => void (await (running as Acl).setRules(rules)) };
+  },
+  'access-list'({ running, next }) {
+    const lists = next.accessLists ?? {};
+    return { what: 'access lists replaced', run: () => void (running as AccessList).setLists(lists) };
+  },
+  bans({ running, prev, next }) {
+    if (prev.bans.maxBans !== next.bans.maxBans) return restart('bans.maxBans', `bans.maxBans changed (${prev.bans.maxBans} → ${next.bans.maxBans})`);
+    const key = (b: { ip?: string | undefined; clientId?: string | undefined; username?: string | undefined }) => JSON.stringify([b.ip ?? null, b.clientId ?? null, b.username ?? null]);
+    const before = new Set(prev.bans.initial.map(key));
+    const after = new Set(next.bans.initial.map(key));
+    const added = next.bans.initial.filter((b) => !before.has(key(b)));
+    const removed = prev.bans.initial.filter((b) => !after.has(key(b)));
+    if (added.length === 0 && removed.length === 0) return SAME;
+    return {
+      what: `bans.initial: ${added.length} added, ${removed.length} lifted`,
+      run: () => {
+        const bans = running as Bans;
+        for (const b of removed) {
+          const found = bans.list().find((x) => key(x) === key(b));
+          if (found) bans.unban(found.id, 'profile reload');
+        }
+        for (const b of added) {
+          bans.ban({ ...(b.ip === undefined ? {} : { ip: b.ip }), ...(b.clientId === undefined ? {} : { clientId: b.clientId }), ...(b.username === undefined ? {} : { username: b.username }) }, { duration: b.duration, reason: b.reason, actor: 'profile' });
+        }
+      },
+    };
+  },
+  revocation({ prev, next }) {
+    return isDeepStrictEqual(prev.revocation, next.revocation) ? SAME : restart('revocation', 'the revocation settings changed (the CRL files themselves reload live)');
+  },
+  // SIGHUP services call their control's own reload: nothing of theirs to change.
+  'tls-sighup': () => SAME,
+  'revocation-sighup': () => SAME,
+};
+
+/** Work out everything a reload would do; `issues` non-empty means it must not be applied. */
+export async function planReload(broker: Bastion, running: readonly RunningWiring[], next: Profile, logger: Logger): Promise<Plan> {
+  const prev = broker.profile;
+  const plan: Plan = { issues: [], changes: [], steps: [], hooks: [], built: [] };
+  planRestartOnly(prev, next, plan);
+
+  // Build every control from the new profile: loads its CRLs, keys and certificates — the validation.
+  try {
+    plan.built = await wireControls(next, logger, { record: true });
+  } catch (err) {
+    plan.issues.push(issue('(root)', `the new profile's controls cannot be built: ${(err as Error).message}`));
+    return plan;
+  }
+
+  planAuthentication(broker, prev, next, plan);
+  const tlsChanged = await planTls(broker, prev, next, plan);
+
+  // Controls whose settings changed: applied here, by their own hook, or restart required.
+  const mwByName = new Map(broker.middleware.map((m) => [m.name, m]));
+  const svcByName = new Map(broker.controls.services.map((s) => [s.name, s]));
+  for (const [i, w] of plan.built.entries()) {
+    const was = running[i];
+    const now = namesOf(w.wiring);
+    const changed = [...w.reads].filter((p) => !isLabel(p) && !isDeepStrictEqual(valueAt(prev, p), valueAt(next, p))).sort();
+    if (changed.length === 0) continue;
+    const where = changed.slice(0, 4).join(', ') + (changed.length > 4 ? ', …' : '');
+    const added = [...now.middleware.filter((n) => !was?.middleware.includes(n)), ...now.services.filter((n) => !was?.services.includes(n))];
+    const removed = [...(was?.middleware ?? []).filter((n) => !now.middleware.includes(n)), ...(was?.services ?? []).filter((n) => !now.services.includes(n))];
+    if (added.length > 0) plan.issues.push(restart(changed[0] ?? '(root)', `${where} changed and would turn on ${added.join(', ')}`));
+    for (const name of removed) {
+      if (name === 'access-list') {
+        const list = mwByName.get(name) as AccessList | undefined;
+        if (list) plan.steps.push({ what: 'access lists removed', run: () => void list.setLists({}) });
+        plan.changes.push('accessLists: removed (every address and client id passes)');
+      } else {
+        plan.issues.push(restart(changed[0] ?? '(root)', `${where} changed and would turn off ${name}`));
+      }
+    }
+    const pairs: Array<[Middleware | Service, Middleware | Service | undefined]> = [
+      ...now.middleware.flatMap((n): Array<[Middleware, Middleware | undefined]> => {
+        const r = mwByName.get(n);
+        return r && was?.middleware.includes(n) ? [[r, w.wiring?.middleware?.find((m) => m.name === n)]] : [];
+      }),
+      ...now.services.flatMap((n): Array<[Service, Service | undefined]> => {
+        const r = svcByName.get(n);
+        return r && was?.services.includes(n) ? [[r, w.wiring?.services?.find((s) => s.name === n)]] : [];
+      }),
+    ];
+    const hooked = new Set<unknown>();
+    for (const [r, built] of pairs) {
+      if (hooked.has(r)) continue; // one object can be both middleware and service
+      hooked.add(r);
+      const applier = APPLIERS[r.name];
+      if (applier) {
+        const out = applier({ running: r, built, prev, next, broker, plan });
+        if (out === undefined) continue;
+        if ('run' in out) {
+          plan.steps.push(out);
+          plan.changes.push(out.what);
+        } else plan.issues.push(out);
+      } else if (isReconfigurable(r)) {
+        plan.hooks.push({ what: `${r.name}: reconfigured (${where})`, run: () => r.reconfigure(next, { replacement: built, changed, broker }) });
+        plan.changes.push(`${r.name}: reconfigured (${where})`);
+      } else {
+        plan.issues.push(restart(changed[0] ?? '(root)', `${where} changed; the ${r.name} control cannot change live (no reconfigure hook)`));
+      }
+    }
+  }
+
+  // What the profile points to is read again even when the profile itself did not change.
+  const passwords = mwByName.get('passwords') as PasswordAuth | undefined;
+  const usersFile = next.authentication.passwords?.file;
+  if (passwords && usersFile !== undefined && usersFile === prev.authentication.passwords?.file) {
+    let users: Map<string, UserRecord> | undefined;
+    try {
+      users = await readUsersFile(usersFile);
+    } catch (err) {
+      plan.issues.push(issue('authentication.passwords.file', `the users file cannot be used: ${(err as Error).message}`));
+    }
+    if (users) {
+      const list = [...users.values()];
+      plan.steps.push({ what: `users: ${list.length} from ${usersFile}`, run: () => passwords.setUsers(list) });
+    }
+  }
+  const acl = mwByName.get('acl') as Acl | undefined;
+  const aclFile = next.acl?.file;
+  if (acl && aclFile !== undefined && aclFile === prev.acl?.file) {
+    try {
+      await readAclFile(aclFile);
+      plan.steps.push({ what: `acl: rules file ${aclFile} re-read`, run: async () => void (await acl.reload()) });
+    } catch (err) {
+      plan.issues.push(issue('acl.file', `the ACL rules file cannot be used: ${(err as Error).message}`));
+    }
+  }
+  const revocation = mwByName.get('revocation') as Revocation | undefined;
+  if (revocation && next.revocation !== undefined && isDeepStrictEqual(prev.revocation, next.revocation)) {
+    plan.steps.push({ what: 'revocation: CRLs re-read', run: async () => void (await revocation.reload()) });
+  }
+  const certs = mwByName.get('tls-certificates') as (Middleware & { reload?: () => Promise<unknown> }) | undefined;
+  if (certs && typeof certs.reload === 'function' && !tlsChanged) {
+    const reloadTls = certs.reload.bind(certs);
+    plan.steps.push({ what: 'TLS files re-read', run: async () => void (await reloadTls()) });
+  }
+  if (prev.logging.level !== next.logging.level) {
+    plan.changes.push(`logging.level: ${prev.logging.level} → ${next.logging.level}`);
+    plan.steps.push({ what: 'logging level', run: () => void (broker.logger.level = next.logging.level) });
+  }
+  if (prev.tier !== next.tier || !isDeepStrictEqual(prev.tiers, next.tiers)) plan.changes.push(`tiers: ${prev.tier} ${show(prev.tiers)} → ${next.tier} ${show(next.tiers)}`);
+  // access-list validation (the built control validated it too; keep the message specific)
+  if (next.accessLists) {
+    try {
+      validateAccessLists(next.accessLists);
+    } catch (err) {
+      plan.issues.push(issue('accessLists', (err as Error).message));
+    }
+  }
+  return plan;
+}
+
+/** The controls built for planning were never set up; release anything their constructors took. */
+export async function discardBuilt(built: readonly WiredControl[], logger: Logger): Promise<void> {
+  for (const w of built) {
+    for (const m of w.wiring?.middleware ?? []) {
+      try {
+        await m.close?.();
+      } catch (err) {
+        logger.debug({ err, middleware: m.name }, 'closing a control built for a reload');
+      }
+    }
+  }
+}
+
+/** Profile errors and other failures of reading the profile, as reload issues. */
+export function readFailure(err: unknown): ReloadIssue[] {
+  if (isProfileError(err)) return err.issues.map((i) => ({ path: i.path, message: i.message, file: i.file, line: i.line, column: i.column }));
+  return [issue('(root)', (err as Error)?.message ?? String(err))];
+}
+
+export function formatReloadIssue(i: ReloadIssue): string {
+  return i.file !== undefined ? formatProfileIssue({ file: i.file, line: i.line ?? 0, column: i.column ?? 0, path: i.path, message: i.message }) : `${i.path}: ${i.message}`;
+}

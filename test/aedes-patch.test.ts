@@ -1,0 +1,292 @@
+/**
+ * Bastion patches Aedes 1.2 and two of its dependencies for speed (patches/*.patch, registered in
+ * pnpm-workspace.yaml; docs/performance.md says what each change does and what it gained). These
+ * tests run the same MQTT behaviour against upstream Aedes (the bench's copy with every patch
+ * reversed) and against the patched Aedes the workspace runs, over real sockets with real clients:
+ * what matters to a deployment — sessions and their queues across reconnects, QoS 1 redelivery,
+ * wills, retained messages, take-over, packets pipelined behind CONNECT, connections that die
+ * early — must be the same. A last group checks Bastion's own connect path (password cache).
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import net from 'node:net';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import mqtt from 'mqtt';
+import { pino } from 'pino';
+import { createCoreBroker, type BastionBroker } from '@bastion/core';
+import { passwordAuth, hashPassword } from '@bastion/middleware';
+import { installedEntry, listPatches, pristineEntry } from '../bench/lib/pristine.mjs';
+import { connect, tryConnect, isRefusal, nextMessage, collect, waitFor } from './support/mqtt.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+type AedesLike = {
+  handle: (conn: net.Socket) => unknown;
+  close: (cb: () => void) => void;
+  connectedClients: number;
+  clients: Record<string, unknown>;
+};
+type AedesModule = { Aedes: { createBroker: (opts?: object) => Promise<AedesLike> } };
+
+const running: Array<() => Promise<void>> = [];
+const clients: mqtt.MqttClient[] = [];
+const sockets: net.Socket[] = [];
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.end(true);
+  for (const s of sockets.splice(0)) s.destroy();
+  for (const stop of running.splice(0)) await stop();
+});
+
+async function startAedes(mod: AedesModule): Promise<{ url: string; port: number; aedes: AedesLike }> {
+  const aedes = await mod.Aedes.createBroker();
+  const server = net.createServer((s) => aedes.handle(s));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  running.push(async () => {
+    await new Promise<void>((r) => aedes.close(() => r()));
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+  return { url: `mqtt://127.0.0.1:${port}`, port, aedes };
+}
+
+async function client(url: string, opts: mqtt.IClientOptions = {}) {
+  const c = await connect(url, opts);
+  clients.push(c);
+  return c;
+}
+
+/** A raw socket that completes CONNECT (clean session off) and SUBSCRIBE, then never acknowledges. */
+function rawSubscriberThatNeverAcks(port: number, clientId: string, topic: string): Promise<{ socket: net.Socket; publishes: () => number }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    sockets.push(socket);
+    const id = Buffer.from(clientId);
+    const connectPkt = Buffer.concat([Buffer.from([0x10, 12 + id.length, 0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 0x00, 0, 60, 0, id.length]), id]);
+    const t = Buffer.from(topic);
+    const sub = Buffer.concat([Buffer.from([0x82, 2 + 2 + t.length + 1, 0, 1, 0, t.length]), t, Buffer.from([1])]);
+    let buf = Buffer.alloc(0);
+    let state = 0;
+    let publishes = 0;
+    socket.on('error', reject);
+    socket.on('data', (chunk) => {
+      buf = Buffer.concat([buf, chunk]);
+      while (buf.length >= 2) {
+        const len = buf[1] as number; // short packets only in this test
+        if (buf.length < 2 + len) return;
+        const type = (buf[0] as number) >> 4;
+        buf = buf.subarray(2 + len);
+        if (type === 2 && state === 0) {
+          state = 1;
+          socket.write(sub);
+        } else if (type === 9 && state === 1) {
+          state = 2;
+          resolve({ socket, publishes: () => publishes });
+        } else if (type === 3) publishes++;
+      }
+    });
+    socket.write(connectPkt);
+  });
+}
+
+const implementations: Array<[string, () => Promise<AedesModule>]> = [
+  ['upstream Aedes 1.2', async () => (await import((await pristineEntry('aedes')).url)) as AedesModule],
+  ['patched Aedes 1.2', async () => (await import(await installedEntry('aedes'))) as AedesModule],
+];
+
+describe('the patches are registered and applied', () => {
+  it('pnpm-workspace.yaml lists every patch file, and the installed packages carry them', async () => {
+    const patches = await listPatches();
+    expect(patches.map((p) => `${p.name}@${p.version}`).sort()).toEqual(['aedes-persistence@11.0.0', 'aedes@1.2.0', 'mqtt-packet@9.0.2']);
+    const workspace = readFileSync(path.join(root, 'pnpm-workspace.yaml'), 'utf8');
+    for (const p of patches) expect(workspace).toContain(`${p.name}@${p.version}: patches/${path.basename(p.file)}`);
+    const aedesDir = path.dirname(fileURLToPath(await installedEntry('aedes')));
+    expect(readFileSync(path.join(aedesDir, 'lib/handlers/connect.js'), 'utf8')).toContain('[bastion patch]');
+    expect(readFileSync(path.join(aedesDir, 'lib/client.js'), 'utf8')).toContain('[bastion patch]');
+    // upstream stays available to compare with: the bench's copy has none of it
+    const upstreamDir = path.dirname(fileURLToPath((await pristineEntry('aedes')).url));
+    expect(readFileSync(path.join(upstreamDir, 'lib/handlers/connect.js'), 'utf8')).not.toContain('[bastion patch]');
+  });
+
+  it("mqtt-packet's parser buffers in a plain BufferList and still parses packets split anywhere", async () => {
+    const mqttPacket = (await import(await installedEntry('mqtt-packet', 'aedes'))) as { default?: unknown } & Record<string, unknown>;
+    const mp = (mqttPacket.default ?? mqttPacket) as { parser: () => NodeJS.EventEmitter & { parse(b: Buffer): number; _list: object }; generate(p: object): Buffer };
+    const parser = mp.parser();
+    expect(typeof (parser._list as { pipe?: unknown }).pipe).toBe('undefined'); // not a stream any more
+    const packets: Array<{ cmd: string; topic?: string; payload?: Buffer }> = [];
+    parser.on('packet', (p) => packets.push(p));
+    const bytes = Buffer.concat([
+      mp.generate({ cmd: 'publish', topic: 'a/b', payload: Buffer.from('hello'), qos: 0, retain: false, dup: false }),
+      mp.generate({ cmd: 'pingreq' }),
+      mp.generate({ cmd: 'publish', topic: 'c', payload: Buffer.alloc(300, 7), qos: 1, messageId: 9, retain: false, dup: false }),
+    ]);
+    for (let i = 0; i < bytes.length; i++) parser.parse(bytes.subarray(i, i + 1)); // one byte at a time
+    expect(packets.map((p) => p.cmd)).toEqual(['publish', 'pingreq', 'publish']);
+    expect(packets[0]?.payload?.toString()).toBe('hello');
+    expect(packets[2]?.payload?.length).toBe(300);
+  });
+});
+
+describe.each(implementations)('%s: behaviour the patches must not change', (_name, load) => {
+  it('a persistent session keeps its subscription and QoS 1 queue across a reconnect, in order', async () => {
+    const { url } = await startAedes(await load());
+    const sub = await client(url, { clientId: 'dev-1', clean: false });
+    await sub.subscribeAsync('q/#', { qos: 1 });
+    sub.end(true);
+    await waitFor(() => !sub.connected, 2000, 'subscriber gone');
+    const pub = await client(url, { clientId: 'pub-1' });
+    for (let i = 0; i < 5; i++) await pub.publishAsync('q/x', `m${i}`, { qos: 1 });
+    const again = mqtt.connect(url, { clientId: 'dev-1', clean: false, reconnectPeriod: 0, protocolVersion: 4 });
+    clients.push(again);
+    const got: string[] = [];
+    again.on('message', (_t, p) => got.push(p.toString()));
+    const connack = await new Promise<{ sessionPresent: boolean }>((resolve) => again.once('connect', resolve));
+    expect(connack.sessionPresent).toBe(true);
+    await waitFor(() => got.length === 5, 3000, 'queued messages');
+    expect(got).toEqual(['m0', 'm1', 'm2', 'm3', 'm4']);
+  });
+
+  it('a clean session drops what was queued for that client id', async () => {
+    const { url } = await startAedes(await load());
+    const sub = await client(url, { clientId: 'dev-2', clean: false });
+    await sub.subscribeAsync('q/#', { qos: 1 });
+    sub.end(true);
+    await waitFor(() => !sub.connected, 2000, 'subscriber gone');
+    const pub = await client(url, { clientId: 'pub-2' });
+    await pub.publishAsync('q/x', 'queued', { qos: 1 });
+    const clean = mqtt.connect(url, { clientId: 'dev-2', clean: true, reconnectPeriod: 0, protocolVersion: 4 });
+    clients.push(clean);
+    const got: string[] = [];
+    clean.on('message', (_t, p) => got.push(p.toString()));
+    const connack = await new Promise<{ sessionPresent: boolean }>((resolve) => clean.once('connect', resolve));
+    expect(connack.sessionPresent).toBe(false);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(got).toEqual([]);
+    // and nothing comes back on a later persistent reconnect either
+    clean.end(true);
+    await waitFor(() => !clean.connected, 2000, 'clean client gone');
+    const later = await client(url, { clientId: 'dev-2', clean: false });
+    expect(await collect(later, 300)).toEqual([]);
+  });
+
+  it('an unacknowledged QoS 1 delivery is sent again when the session resumes', async () => {
+    const { url, port } = await startAedes(await load());
+    const raw = await rawSubscriberThatNeverAcks(port, 'dev-3', 'r/#');
+    const pub = await client(url, { clientId: 'pub-3' });
+    await pub.publishAsync('r/1', 'once', { qos: 1 });
+    await waitFor(() => raw.publishes() === 1, 2000, 'first delivery');
+    raw.socket.destroy();
+    const again = mqtt.connect(url, { clientId: 'dev-3', clean: false, reconnectPeriod: 0, protocolVersion: 4 });
+    clients.push(again);
+    const got: string[] = [];
+    again.on('message', (_t, p) => got.push(p.toString()));
+    await waitFor(() => got.length === 1, 3000, 'redelivery');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(got).toEqual(['once']); // once again, and only once (Aedes 1.2 does not set DUP on it)
+  });
+
+  it('a will is published when the connection is lost, not after a DISCONNECT', async () => {
+    const { url, port } = await startAedes(await load());
+    const watcher = await client(url, { clientId: 'watch' });
+    await watcher.subscribeAsync('will/#', { qos: 1 });
+    const polite = await client(url, { clientId: 'polite', will: { topic: 'will/polite', payload: Buffer.from('gone'), qos: 1, retain: false } });
+    await polite.endAsync();
+    expect(await collect(watcher, 300)).toEqual([]);
+    // a raw client with a will whose socket just dies
+    const s = net.connect({ host: '127.0.0.1', port });
+    sockets.push(s);
+    const id = Buffer.from('rude');
+    const wt = Buffer.from('will/rude');
+    const wp = Buffer.from('lost');
+    const body = Buffer.concat([Buffer.from([0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 0x02 | 0x04 | 0x08, 0, 60, 0, id.length]), id, Buffer.from([0, wt.length]), wt, Buffer.from([0, wp.length]), wp]);
+    await new Promise<void>((resolve) => {
+      s.once('data', () => resolve());
+      s.write(Buffer.concat([Buffer.from([0x10, body.length]), body]));
+    });
+    const msg = nextMessage(watcher, 3000);
+    s.destroy();
+    expect(await msg).toMatchObject({ topic: 'will/rude', payload: 'lost' });
+  });
+
+  it('a retained message reaches later subscribers with the retain flag', async () => {
+    const { url } = await startAedes(await load());
+    const pub = await client(url, { clientId: 'ret-pub' });
+    await pub.publishAsync('state/door', 'open', { qos: 1, retain: true });
+    const sub = await client(url, { clientId: 'ret-sub' });
+    const msg = nextMessage(sub);
+    await sub.subscribeAsync('state/#', { qos: 1 });
+    expect(await msg).toEqual({ topic: 'state/door', payload: 'open', retain: true });
+  });
+
+  it('packets written in the same chunk as CONNECT are handled, in order, after the CONNACK', async () => {
+    const { url, port } = await startAedes(await load());
+    const watcher = await client(url, { clientId: 'w2' });
+    await watcher.subscribeAsync('pipe/#', { qos: 0 });
+    const got = collect(watcher, 500);
+    const id = Buffer.from('piped');
+    const connectPkt = Buffer.concat([Buffer.from([0x10, 12 + id.length, 0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 0x02, 0, 60, 0, id.length]), id]);
+    const pubs = [1, 2, 3].map((i) => {
+      const t = Buffer.from('pipe/x');
+      const p = Buffer.from(`p${i}`);
+      return Buffer.concat([Buffer.from([0x30, 2 + t.length + p.length, 0, t.length]), t, p]);
+    });
+    const s = net.connect({ host: '127.0.0.1', port });
+    sockets.push(s);
+    const first = new Promise<Buffer>((resolve) => s.once('data', resolve));
+    s.write(Buffer.concat([connectPkt, ...pubs])); // one write: CONNECT and three PUBLISH
+    expect((await first)[0]).toBe(0x20); // CONNACK first
+    expect((await got).map((m) => m.payload)).toEqual(['p1', 'p2', 'p3']);
+  });
+
+  it('connections that die during or right after CONNECT leave no client behind', async () => {
+    const { port, aedes } = await startAedes(await load());
+    for (let i = 0; i < 20; i++) {
+      const s = net.connect({ host: '127.0.0.1', port });
+      sockets.push(s);
+      const id = Buffer.from(`gone-${i}`);
+      s.write(Buffer.concat([Buffer.from([0x10, 12 + id.length, 0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 0x02, 0, 60, 0, id.length]), id]));
+      if (i % 2 === 0) s.destroy(); // at once
+      else s.once('data', () => s.destroy()); // after CONNACK
+    }
+    await waitFor(() => aedes.connectedClients === 0 && Object.keys(aedes.clients).length === 0, 3000, 'all clients gone');
+  });
+
+  it('a second connection with the same client id takes the session over', async () => {
+    const { url } = await startAedes(await load());
+    const first = await client(url, { clientId: 'twin' });
+    const closedFirst = new Promise<void>((resolve) => first.once('close', () => resolve()));
+    const second = await client(url, { clientId: 'twin' });
+    await closedFirst;
+    expect(second.connected).toBe(true);
+  });
+});
+
+describe("Bastion's connect path (password cache, synchronous authentication)", () => {
+  let broker: BastionBroker | undefined;
+  afterEach(async () => {
+    await broker?.close();
+    broker = undefined;
+  });
+
+  it('a reconnect with a remembered password is accepted; a wrong or changed password is not', async () => {
+    const auth = passwordAuth({ users: [{ username: 'dev', hash: await hashPassword('right'), groups: ['fleet'] }] });
+    broker = await createCoreBroker({ listeners: [{ transport: 'mqtt', port: 0 }], middleware: [auth], logger: pino({ level: 'silent' }) });
+    const url = `mqtt://127.0.0.1:${Object.values(broker.addresses())[0]!.port}`;
+    for (let i = 0; i < 3; i++) {
+      const c = await client(url, { clientId: `d${i}`, username: 'dev', password: 'right' });
+      expect(broker.client(`d${i}`)?.username).toBe('dev');
+      expect(broker.client(`d${i}`)?.groups).toEqual(['fleet']);
+      c.end(true);
+    }
+    const wrong = await tryConnect(url, { clientId: 'x', username: 'dev', password: 'wrong' });
+    expect(isRefusal(wrong) && wrong.code).toBe(4);
+    // a new password: the remembered one no longer opens the door, the new one does
+    auth.setUsers([{ username: 'dev', hash: await hashPassword('new'), groups: ['ops'] }]);
+    const old = await tryConnect(url, { clientId: 'y', username: 'dev', password: 'right' });
+    expect(isRefusal(old) && old.code).toBe(4);
+    await client(url, { clientId: 'z', username: 'dev', password: 'new' });
+    expect(broker.client('z')?.groups).toEqual(['ops']);
+    await client(url, { clientId: 'z2', username: 'dev', password: 'new' }); // now from the cache
+    expect(broker.client('z2')?.groups).toEqual(['ops']);
+  });
+});
