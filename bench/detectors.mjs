@@ -124,7 +124,7 @@ async function main() {
           const t = await measure(side, rep, params, dir, pinning);
           if (s === undefined || (!t.error && (s.error || (t.otherPct ?? 0) < (s.otherPct ?? 0)))) s = t;
           if (!s.error && (s.otherPct ?? 0) < DISTURBED_PCT) break;
-          log(`  rep ${rep + 1} ${side}: ${t.error ? `failed (${t.error.split('\n')[0]})` : `disturbed (other processes took ${Math.round(t.otherPct ?? 0)}% of a pinned CPU)`}, again`);
+          if (attempt < Number(values.retries)) log(`  rep ${rep + 1} ${side}: ${t.error ? `failed (${t.error.split('\n')[0]})` : `disturbed (other processes took ${Math.round(t.otherPct ?? 0)}% of a pinned CPU)`}, again`);
         }
         samples.push(s);
         log(`  rep ${rep + 1} ${side.padEnd(3)} ${s.error ? `error: ${s.error}` : `${Math.round(s.value)} msg/s, broker ${Math.round(s.broker.pct)}% CPU, ${s.broker.usPerMessage.toFixed(2)} µs/msg, other load ${Math.round(s.otherPct ?? 0)}%, lost ${s.lost ?? 0}`}`);

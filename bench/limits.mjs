@@ -40,6 +40,8 @@ const LIMITS_ON = {
       total: { messages: { rate: 100_000_000, burst: 100_000_000 }, bytes: { rate: '100GiB', burst: '100GiB' } },
     },
     subscribe: { perClient: { rate: 10_000, burst: 10_000 }, perUser: { rate: 100_000, per: '1s' } },
+    // password guessing, as at tier 3: 10 failures per address and minute, then refused at accept
+    authFailures: { perIp: { rate: 10, per: '1m' } },
   },
   protocol: { maxTopicLength: 1024, maxTopicLevels: 16, maxSubscriptionsPerClient: 100, maxQueuedPerClient: 1000, maxInflightInbound: 100, clientId: { maxLength: 64 }, slowConsumer: { maxBacklog: '8MiB', drainTimeout: '10s' } },
   disconnect: { keepalive: { max: 1200 }, idleTimeout: '1h', maxAge: '24h' },
@@ -82,6 +84,49 @@ async function brokerChild(mode) {
   process.send({ type: 'listening', port: Object.values(broker.addresses())[0].port, pid: process.pid });
 }
 
+// ---- hook cost, in process ---------------------------------------------------------------------
+
+/**
+ * CPU time per PUBLISH of the three limit middlewares' hooks with every budget on (none tripped),
+ * in this process: what the limits add to each message, without sockets or a machine's noise.
+ */
+async function hookCost(n = 2_000_000) {
+  const [{ rateLimit, protocolLimits, autoDisconnect }, { SecurityEventBus }, { pino }] = await Promise.all([import('@bastion/middleware'), import('@bastion/core'), import('pino')]);
+  const ctx = {
+    logger: pino({ level: 'silent' }),
+    events: new SecurityEventBus(),
+    clients: () => [][Symbol.iterator](),
+    client: () => undefined,
+    disconnect: () => false,
+    disconnectWhere: () => 0,
+    recheckSubscriptions: async () => [],
+  };
+  const big = { rate: 1e12, burst: 1e12 };
+  const rl = rateLimit({
+    publish: { perClient: { messages: big, bytes: big }, perUser: { messages: { rate: 1e12 }, bytes: { rate: 1e12 } }, perListener: { bench: { messages: big, bytes: big } }, total: { messages: big, bytes: big } },
+  });
+  const pl = protocolLimits({ maxTopicLength: 1024, maxTopicLevels: 16 });
+  const ad = autoDisconnect({ idleTimeout: 3_600_000, maxAge: 86_400_000 });
+  for (const m of [rl, pl, ad]) await m.setup?.(ctx);
+  const client = { id: 'bench-pub', username: 'bench', groups: [], remoteAddress: '127.0.0.1', remotePort: 1, listener: 'bench', transport: 'mqtt', certificate: undefined, tls: undefined, protocolVersion: 4, clean: true, keepalive: 60, connectedAt: Date.now() };
+  ad.onConnected(client);
+  const packet = { topic: 'bench/abcdef/t', payload: Buffer.alloc(64), qos: 0, retain: false };
+  const time = (fn) => {
+    for (let i = 0; i < 100_000; i++) fn(); // warm-up
+    const c0 = process.cpuUsage();
+    for (let i = 0; i < n; i++) fn();
+    const c1 = process.cpuUsage(c0);
+    return ((c1.user + c1.system) * 1000) / n;
+  };
+  const out = {
+    rateLimit: time(() => rl.authorizePublish(client, packet)),
+    protocolLimits: time(() => pl.authorizePublish(client, packet)),
+    autoDisconnect: time(() => ad.authorizePublish(client, packet)),
+  };
+  for (const m of [rl, pl, ad]) await m.close?.();
+  return out;
+}
+
 // ---- parent --------------------------------------------------------------------------------
 
 async function measure({ mode, scenario, params, pin }) {
@@ -115,12 +160,13 @@ async function main() {
       'no-pin': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       broker: { type: 'string' },
+      'hooks-only': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.broker) return brokerChild(values.broker);
   if (values.help) {
-    process.stdout.write('usage: node bench/limits.mjs [--reps N] [--messages N] [--latency-seconds N] [--no-pin] [--json]\n');
+    process.stdout.write('usage: node bench/limits.mjs [--reps N] [--messages N] [--latency-seconds N] [--no-pin] [--json] [--hooks-only]\n');
     return;
   }
   const reps = Number(values.reps);
@@ -129,6 +175,9 @@ async function main() {
   const log = values.json ? () => {} : (line) => process.stderr.write(`${line}\n`);
   log(`bench/limits: ${reps} reps, ${params.messages} QoS 0 messages, latency ${params.latencySeconds}s at ${params.latencyRate} msg/s; pinning: ${pin.enabled ? `broker CPU ${pin.broker}, generator CPU ${pin.generator}` : `off (${pin.reason})`}`);
 
+  const hooks = await hookCost();
+  log(`  hook cost per PUBLISH (ns, CPU time, in process): rate-limit ${hooks.rateLimit.toFixed(0)}, protocol-limits ${hooks.protocolLimits.toFixed(0)}, auto-disconnect ${hooks.autoDisconnect.toFixed(0)}`);
+  if (values['hooks-only']) return;
   const throughput = [];
   const latency = [];
   for (let r = 0; r < reps; r++) {
@@ -151,6 +200,7 @@ async function main() {
 
   const s = (xs) => summarize(xs);
   const summary = {
+    hookNsPerPublish: hooks,
     qos0: {
       offMsgPerSec: s(throughput.map((t) => t.off.value)),
       onMsgPerSec: s(throughput.map((t) => t.on.value)),
@@ -182,6 +232,7 @@ async function main() {
     [
       '',
       'limits: cost and protection (medians of per-repetition ratios; min–max in brackets)',
+      `  (0) hook CPU per PUBLISH, every budget on: rate-limit ${f(hooks.rateLimit, 0)} ns, protocol-limits ${f(hooks.protocolLimits, 0)} ns, auto-disconnect ${f(hooks.autoDisconnect, 0)} ns`,
       `  (1) QoS 0 throughput, limits on / off:   ${f(q.ratio.median)}  [${f(q.ratio.min)}–${f(q.ratio.max)}]   (${Math.round(q.onMsgPerSec.median)} vs ${Math.round(q.offMsgPerSec.median)} msg/s; broker CPU per message ×${f(q.brokerCpuPerMessageRatio.median)})   target ≥ 0.95`,
       `  (2) latency at 1,000 msg/s, flood / quiet: p50 ×${f(l.p50Ratio.median, 2)} [${f(l.p50Ratio.min, 2)}–${f(l.p50Ratio.max, 2)}]   p99 ×${f(l.p99Ratio.median, 2)} [${f(l.p99Ratio.min, 2)}–${f(l.p99Ratio.max, 2)}]   target p99 ≤ 2×`,
       `      quiet p50 ${f(l.quietP50.median)} ms, p99 ${f(l.quietP99.median)} ms; under flood p50 ${f(l.floodP50.median)} ms, p99 ${f(l.floodP99.median)} ms`,

@@ -10,7 +10,7 @@ import { pino } from 'pino';
 import { createBroker, type Bastion, type SecurityEvent } from '@bastion/broker';
 import { hashPassword, serializeUsers } from '@bastion/middleware';
 import type { Detectors } from '@bastion/detect';
-import type { ProfileInput } from '@bastion/profile';
+import { resolveProfile, type ProfileInput } from '@bastion/profile';
 import { connect, tryConnect, isRefusal, nextMessage, waitFor, closed, type Refusal } from './support/mqtt.js';
 import { makeTestPki, type TestPki } from './support/pki.js';
 
@@ -353,4 +353,48 @@ describe('bounded memory', () => {
     for (let i = 0; i < 30; i++) await tryConnectFrom(port, ATTACKER, { clientId: `sock-${i}`, username: 'nobody', password: 'x' });
     expect(det.stats().tracked['auth-failures']).toBeLessThanOrEqual(3 * capacity);
   }, 60_000);
+});
+
+describe('profile: tier defaults', () => {
+  // the tier of the Detect and Respond categories only (other categories' floors are not under test here)
+  const at = (tier: 1 | 2 | 3 | 4, extra: Partial<ProfileInput> = {}) =>
+    resolveProfile(
+      {
+        version: 1,
+        tier: 1,
+        listeners: [{ protocol: 'mqtt', port: 1883 }],
+        authentication: { passwords: { file: 'users.txt' } },
+        ...extra,
+        tiers: { 'DE.NM': tier, 'DE.ID': tier, 'DE.PM': tier, 'RS.RP': tier, ...extra.tiers },
+      } as ProfileInput,
+      { baseDir: '/b' },
+    );
+
+  it('tier 1: off unless configured; tier 2: lenient; tier 3+: standard thresholds and default response rules', () => {
+    expect(at(1).detectors).toBeUndefined();
+    expect(at(1).responses).toBeUndefined();
+    expect(at(1, { detectors: { authFailures: { perIp: 3 } } }).detectors).toEqual({ capacity: 10_000, authFailures: { window: 300_000, perIp: 3, perUsername: 20, perClientId: 20 } });
+    const t2 = at(2).detectors!;
+    expect(t2.authFailures).toEqual({ window: 300_000, perIp: 20, perUsername: 20, perClientId: 20 });
+    expect(t2.availability).toBeUndefined();
+    expect(at(2).responses).toBeUndefined();
+    const t3 = at(3);
+    expect(t3.detectors).toMatchObject({
+      connectionAttempts: { perIp: 60, perClientId: 10 },
+      abnormalTermination: { perClient: 10, perIp: 30, fleet: 200 },
+      authFailures: { perIp: 5, perUsername: 5, perClientId: 5 },
+      topicScanning: { maxTopics: 200, maxDenials: 20 },
+      undeliverable: { max: 500 },
+      silentClients: { after: 120_000 },
+    });
+    expect(t3.responses!.rules.map((r) => r.detector)).toEqual(['auth-failures', 'connection-attempts', 'topic-scanning']);
+    expect(at(2, { detectors: { undeliverable: { enabled: false } } }).detectors!.undeliverable).toBeUndefined();
+    expect(at(3, { tiers: { 'DE.ID': 1 } }).detectors!.authFailures).toBeUndefined(); // the category's tier decides
+  });
+
+  it('rejects unknown detectors in rules and unknown actions, with the key path', () => {
+    expect(() => at(1, { responses: { rules: [{ detector: 'auth-failure', actions: ['ban'] }] } } as Partial<ProfileInput>)).toThrow(/responses\.rules\[0\]\.detector: expected a detector/);
+    expect(() => at(1, { responses: { rules: [{ detector: '*', actions: ['nuke'] }] } } as unknown as Partial<ProfileInput>)).toThrow(/responses\.rules\[0\]\.actions\[0\]/);
+    expect(() => at(1, { detectors: { availability: { expected: [{ interval: '1m' }] } } } as Partial<ProfileInput>)).toThrow(/detectors\.availability\.expected\[0\]: give exactly one of clientId or pattern/);
+  });
 });

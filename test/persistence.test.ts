@@ -149,9 +149,8 @@ describe('the encrypting persistence over Redis', () => {
     await persistence.outgoingEnqueueCombi([{ clientId: 'c1' }], packet('k/q2', 'SECRET-qos2', { qos: 2, brokerCounter: 42 }));
     await persistence.outgoingUpdate({ id: 'c1' }, packet('k/q2', 'SECRET-qos2', { qos: 2, brokerCounter: 42, messageId: 8 }));
     await persistence.incomingStorePacket({ id: 'c3' }, packet('k/incoming', 'SECRET-incoming', { qos: 2, messageId: 9 }));
-    // a will, through a real client whose connection then dies
+    // a will, through a real client: Aedes stores it before the CONNACK
     const willer = await client(url, { clientId: 'c4', will: { topic: 'k/will', payload: Buffer.from('SECRET-will'), qos: 1, retain: false } });
-    await waitFor(() => true);
 
     const values = await scanAll(raw, prefix);
     expect(values.length).toBeGreaterThan(5);
@@ -170,6 +169,46 @@ describe('the encrypting persistence over Redis', () => {
     expect(String((await persistence.incomingGetPacket({ id: 'c3' }, { messageId: 9 })).payload)).toBe('SECRET-incoming');
     expect(String((await persistence.getWill({ id: 'c4' }))?.payload)).toBe('SECRET-will');
     willer.end(true);
+  });
+
+  it('the packet Aedes re-stores on delivery reuses the envelope sealed at enqueue (whatever the key id)', async () => {
+    // one key whose id has its top bit set, one without
+    const high = [...Array(256).keys()].map((i) => Buffer.alloc(32, i)).find((b) => Keyring.fromBytes(b).current.idNumber >= 2 ** 31)!;
+    const low = [...Array(256).keys()].map((i) => Buffer.alloc(32, i)).find((b) => Keyring.fromBytes(b).current.idNumber < 2 ** 31)!;
+    for (const key of [high, low]) {
+      const prefix = uniquePrefix('reuse');
+      const { persistence } = await harness(prefix, [key]);
+      const payload = Buffer.from('SECRET-reuse');
+      const p: StoredPacket = { cmd: 'publish', topic: 'r/x', payload, qos: 1, retain: false, dup: false, brokerId: 'b9', brokerCounter: 5 };
+      const stored = async () => decodeRecord((await raw.getBuffer(`${prefix}packet:b9:5`))!)!.payload as Buffer;
+      await persistence.outgoingEnqueueCombi([{ clientId: 'c' }], p);
+      const atEnqueue = await stored();
+      await persistence.outgoingUpdate({ id: 'c' }, { ...p, messageId: 1 }); // the same message, as Aedes' QoSPacket carries it
+      expect((await stored()).equals(atEnqueue)).toBe(true);
+      await persistence.outgoingUpdate({ id: 'c' }, { ...p, payload: Buffer.from('SECRET-reuse'), messageId: 1 }); // equal bytes, another buffer: sealed afresh
+      const resealed = await stored();
+      expect(resealed.equals(atEnqueue)).toBe(false);
+      expect(sealedKeyId(resealed)).toBe(Keyring.fromBytes(key).current.id);
+    }
+  });
+
+  it('an empty retained payload (a delete) passes through and removes the retained message', async () => {
+    const prefix = uniquePrefix('delete');
+    const { url } = await harness(prefix);
+    const p = await client(url);
+    // Aedes acknowledges before it stores: wait for the store
+    const stored = async (want: number) => {
+      for (let i = 0; i < 100 && (await raw.hexists(`${prefix}retained`, 'd/x')) !== want; i++) await new Promise((r) => setTimeout(r, 20));
+      return raw.hexists(`${prefix}retained`, 'd/x');
+    };
+    await p.publishAsync('d/x', 'SECRET-d', { qos: 1, retain: true });
+    expect(await stored(1)).toBe(1);
+    await p.publishAsync('d/x', '', { qos: 1, retain: true });
+    expect(await stored(0)).toBe(0);
+    const c = await client(url);
+    const got = collect(c, 500);
+    await c.subscribeAsync('d/#');
+    expect(await got).toEqual([]);
   });
 
   it('never changes the packet it is given (Aedes hands the same object to subscribers)', async () => {

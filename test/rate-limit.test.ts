@@ -108,11 +108,39 @@ describe('connection flood from one address', () => {
     expect(limited(events, 'connections.perIp').some((e) => (e.detail as { consequence?: string }).consequence === 'ban')).toBe(true);
     const bans = broker!.controls.get<import('@bastion/middleware').Bans>('bans')!;
     expect(bans.check({ ip: ATTACKER })).toBeDefined();
-    // banned: refused before CONNECT, with reason banned
-    const again = await tryConnectFrom(port, ATTACKER, { clientId: 'after-ban' });
-    expect(isRefusal(again)).toBe(true);
-    await waitFor(() => events.some((e) => e.type === 'connection.refused' && e.reason === 'banned'), 3000, 'a banned refusal');
+    // refused at accept while over its connection budget…
+    expect(isRefusal(await tryConnectFrom(port, ATTACKER, { clientId: 'after-ban' }))).toBe(true);
+    // …and by the ban itself once that is forgotten (update() starts the budgets afresh)
+    broker!.controls.get<RateLimit>('rate-limit')!.update({});
+    expect(isRefusal(await tryConnectFrom(port, ATTACKER, { clientId: 'after-ban-2' }))).toBe(true);
+    await waitFor(() => events.some((e) => e.type === 'connection.refused' && e.reason === 'banned' && e.source === 'bans'), 3000, 'a banned refusal');
     await roundTrip(url, 'not-banned');
+  });
+});
+
+describe('password guessing from one address', () => {
+  it('refuses the address at accept once its failed authentications exceed the budget; the real user logs in', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'bastion-rl-auth-'));
+    dirs.push(dir);
+    await writeUsersFile(path.join(dir, 'users.txt'), [{ username: 'alice', hash: await hashPassword('alice-pw'), groups: [] }]);
+    const { url, port, events } = await start({
+      authentication: { passwords: { file: path.join(dir, 'users.txt') } },
+      rateLimits: { connections: { perIp: false }, authFailures: { perIp: { rate: 5, per: '60s' } } },
+    });
+    const codes: Array<number | undefined> = [];
+    for (let i = 0; i < 15; i++) {
+      const r = await tryConnectFrom(port, ATTACKER, { clientId: `guess-${i}`, username: 'alice', password: `guess-${i}` });
+      codes.push(isRefusal(r) ? r.code : 0);
+    }
+    // the first guesses reach the password check (CONNACK 4); then the socket is closed at accept
+    expect(codes.filter((c) => c === 4).length).toBeGreaterThanOrEqual(5);
+    expect(codes.filter((c) => c === 4).length).toBeLessThanOrEqual(7);
+    expect(codes.slice(-5).every((c) => c === undefined)).toBe(true);
+    expect(events.filter((e) => e.type === 'auth.failed' && e.remoteAddress === ATTACKER).length).toBeLessThanOrEqual(7);
+    expect(limited(events, 'authFailures.perIp')[0]).toMatchObject({ remoteAddress: ATTACKER, control: 'PR.SS-5' });
+    // even the right password from that address waits for the window; from elsewhere it works
+    expect(isRefusal(await tryConnectFrom(port, ATTACKER, { clientId: 'alice-from-attacker', username: 'alice', password: 'alice-pw' }))).toBe(true);
+    clients.push(await connect(url, { clientId: 'alice', username: 'alice', password: 'alice-pw' }));
   });
 });
 

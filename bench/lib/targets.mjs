@@ -120,7 +120,7 @@ export async function benchProfile(tier, dir, tlsDir) {
     return { profile, included };
   }
   if (!tlsDir) throw new Error('tier 3 needs --tls-dir (server and client certificates)');
-  profile.tls = { cert: `${tlsDir}/cert.pem`, key: `${tlsDir}/key.pem`, ca: `${tlsDir}/ca.pem`, clientCertificate: 'required', minVersion: 'TLSv1.2' };
+  profile.tls = { cert: `${tlsDir}/cert.pem`, key: `${tlsDir}/key.pem`, ca: `${tlsDir}/ca.pem`, clientCertificate: 'required', minVersion: 'TLSv1.3' }; // the tier-3 floor (PR.IP-1)
   profile.listeners = [{ name: 'bench', protocol: 'mqtts', host: '127.0.0.1', port: 0 }];
   profile.authentication = { passwords: { file: 'users.txt' }, certificates: { identity: 'cn' }, require: ['certificate', 'password'] };
   included.push('mTLS (client certificate required)', 'passwords (second factor)');
@@ -133,7 +133,7 @@ export async function benchProfile(tier, dir, tlsDir) {
   }
   if (keys.has('rateLimits')) {
     profile.rateLimits = {
-      messages: { perClient: { messages: { rate: 10_000_000, burst: 10_000_000 }, bytes: { rate: 4_000_000_000, burst: 4_000_000_000 } } },
+      publish: { perClient: { messages: { rate: 10_000_000, burst: 10_000_000 }, bytes: { rate: 4_000_000_000, burst: 4_000_000_000 } } },
     };
     included.push('rateLimits (tier-3 connection limits per address; publish budget raised for the load)');
   }
@@ -210,9 +210,12 @@ async function mosquittoCommand(transport, { tlsDir, port }) {
     'max_inflight_messages 0',
     'max_connections -1',
   ];
+  // started as root, Mosquitto drops to the `mosquitto` user, which cannot read the bench's private
+  // temp files (certificates): stay the user that started it
+  if (process.getuid?.() === 0) lines.push('user root');
   if (transport === 'tls') {
     if (!tlsDir) throw new Error('this target needs --tls-dir');
-    lines.push(`certfile ${tlsDir}/cert.pem`, `keyfile ${tlsDir}/key.pem`, `cafile ${tlsDir}/ca.pem`, 'tls_version tlsv1.2');
+    lines.push(`certfile ${tlsDir}/cert.pem`, `keyfile ${tlsDir}/key.pem`, `cafile ${tlsDir}/ca.pem`);
   }
   const conf = path.join(dir, 'mosquitto.conf');
   await writeFile(conf, `${lines.join('\n')}\n`);

@@ -88,7 +88,11 @@ const TLS_CONTROLS = ['PR.AC-4', 'ID.RM-4', 'PR.IP-1', 'PR.IP-2', 'PR.IP-3', 'PR
 
 /** Features of the core that are not middleware: TLS listeners, the packet guard, multi-factor authentication. */
 export function coreImplementations(profile: Profile): Implementation[] {
-  const out: Implementation[] = [{ name: 'packet-guard', kind: 'core', controls: ['PR.SS-1'] }];
+  // the packet-size guard, and this assessment itself (the broker's part of risk assessment)
+  const out: Implementation[] = [
+    { name: 'packet-guard', kind: 'core', controls: ['PR.SS-1'] },
+    { name: 'profile assess', kind: 'core', controls: ['ID.RM-3'] },
+  ];
   for (const l of profile.listeners) {
     if (l.protocol !== 'mqtts' && l.protocol !== 'wss') continue;
     const controls = [...TLS_CONTROLS];
@@ -315,7 +319,7 @@ export function renderAssessment(a: Assessment): string {
   const row = (s: SubcategoryAssessment) => {
     const what = s.enabled.map((e) => `${e.key}: ${e.text}`).join('; ') || (s.attestation ? `attested by ${s.attestation.by} ${s.attestation.date}` : '—');
     out.push(
-      `    ${s.id.padEnd(8)} ${clip(s.name, 34).padEnd(34)} ${s.scope.padEnd(12)} ${tierText(s.reached).padStart(2)} ${tierText(s.target).padStart(3)}  ${STATUS_TEXT[s.status].padEnd(8)} ${clip(what, 70)}`,
+      `    ${s.id.padEnd(8)} ${clip(s.name, 34).padEnd(34)} ${(s.scope === 'outside-catalog' ? 'other' : s.scope).padEnd(12)} ${tierText(s.reached).padStart(2)} ${tierText(s.target).padStart(3)}  ${STATUS_TEXT[s.status].padEnd(8)} ${clip(what, 70)}`,
     );
     if (s.implementedBy.length > 0) out.push(`${' '.repeat(14)}implemented by: ${s.implementedBy.join(', ')}`);
     for (const n of s.notes) out.push(`${' '.repeat(14)}${s.status === 'gap' && n === s.notes[0] ? '! ' : '- '}${n}`);

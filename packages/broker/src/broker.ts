@@ -48,10 +48,14 @@ export interface BastionExtras {
   /** Reads the profile again (from its file, the object given, or the default). */
   readonly reread?: () => Promise<Profile>;
   readonly reloadOnSighup?: boolean;
+  /** The logger was made from the profile's `logging` (not given by the embedding application). */
+  readonly loggerFromProfile?: boolean;
 }
 
 export class Bastion extends BastionBroker {
   readonly controls: Controls;
+  /** Whether the logger follows the profile's `logging.level` (false when the embedding application gave one). */
+  readonly loggerFromProfile: boolean;
   #profile: Profile;
   #loadedAt = new Date();
   #started: Service[] = [];
@@ -68,6 +72,7 @@ export class Bastion extends BastionBroker {
     this.#wiring = extras.wiring ?? [];
     this.#reread = extras.reread ?? (async () => this.#profile);
     this.#reloadOnSighup = extras.reloadOnSighup ?? false;
+    this.loggerFromProfile = extras.loggerFromProfile ?? false;
   }
 
   /** The profile in force: the one the broker started with, or the last one `reload()` applied. */
@@ -239,6 +244,7 @@ export async function buildBroker(opts: BrokerOptions = {}): Promise<Bastion> {
     wiring: wiredList.map((w) => ({ factory: w.factory, middleware: (w.wiring?.middleware ?? []).map((m) => m.name), services: (w.wiring?.services ?? []).map((s) => s.name) })),
     reread: rereadFor(opts),
     reloadOnSighup: opts.reloadOnSighup ?? false,
+    loggerFromProfile: opts.logger === undefined,
   });
 }
 

@@ -112,7 +112,7 @@ export async function controlsFromProfile(profile: Profile, logger: Logger): Pro
 export interface WiredControl {
   readonly factory: ControlFactory;
   readonly wiring: ControlWiring | undefined;
-  /** Key paths the factory read (`acl.defaultEffect`, `listeners.0.tls.cert`); empty unless recorded. */
+  /** Key paths the factory read, values and objects (`acl`, `acl.defaultEffect`, `listeners.0.tls`); empty unless recorded. */
   readonly reads: ReadonlySet<string>;
 }
 
@@ -139,7 +139,7 @@ export function controlsOf(wired: readonly WiredControl[]): Controls {
   );
 }
 
-/** A read-only view of `root` that records the path of every value read below it (objects are wrapped, once each). */
+/** A view of `root` that records the path of every value read below it (objects are wrapped, once each). */
 function recordingProxy<T extends object>(root: T, reads: Set<string>): T {
   const wrappers = new WeakMap<object, object>();
   const wrap = (target: object, prefix: string): object => {
@@ -150,9 +150,9 @@ function recordingProxy<T extends object>(root: T, reads: Set<string>): T {
         const v: unknown = Reflect.get(t, key, receiver);
         if (typeof key !== 'string') return v;
         const path = prefix === '' ? key : `${prefix}.${key}`;
-        if (v !== null && typeof v === 'object') return wrap(v, path);
-        if (typeof v !== 'function') reads.add(path);
-        return v;
+        if (typeof v === 'function') return v;
+        reads.add(path); // objects too: a control may keep one and read its fields later
+        return v !== null && typeof v === 'object' ? wrap(v, path) : v;
       },
       has(t, key) {
         if (typeof key === 'string') reads.add(prefix === '' ? key : `${prefix}.${key}`);
@@ -162,9 +162,6 @@ function recordingProxy<T extends object>(root: T, reads: Set<string>): T {
         reads.add(`${prefix}#keys`);
         return Reflect.ownKeys(t);
       },
-      set: () => false,
-      defineProperty: () => false,
-      deleteProperty: () => false,
     });
     wrappers.set(target, proxy);
     return proxy;

@@ -95,6 +95,43 @@ function isLabel(path: string): boolean {
   return LABELS.has(path.split(/[.#]/, 1)[0] as string);
 }
 
+const isObject = (v: unknown): v is object => v !== null && typeof v === 'object';
+
+/** Leaf paths below `prefix` where `a` and `b` differ (at most `limit`). */
+function diffPaths(a: unknown, b: unknown, prefix: string, out: string[], limit = 8): void {
+  if (out.length >= limit || isDeepStrictEqual(a, b)) return;
+  if (!isObject(a) || !isObject(b) || Array.isArray(a) !== Array.isArray(b)) {
+    out.push(prefix);
+    return;
+  }
+  for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) {
+    diffPaths((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], prefix === '' ? k : `${prefix}.${k}`, out, limit);
+  }
+}
+
+/**
+ * The settings a factory read that differ between the profiles. A value read is compared as is; an
+ * object read whose fields were not all walked (the deepest objects read) is compared whole, since
+ * the control may keep it and read its fields later (detector thresholds are read per event).
+ */
+function changedReads(reads: ReadonlySet<string>, prev: Profile, next: Profile): string[] {
+  const paths = [...reads].filter((p) => !isLabel(p));
+  const objectAt = (p: string) => !p.endsWith('#keys') && (isObject(valueAt(prev, p)) || isObject(valueAt(next, p)));
+  const objects = paths.filter(objectAt);
+  const deepest = objects.filter((p) => !objects.some((q) => q.startsWith(`${p}.`)));
+  const out = new Set<string>();
+  for (const p of paths) {
+    if (objectAt(p)) continue;
+    if (!isDeepStrictEqual(valueAt(prev, p), valueAt(next, p))) out.add(p);
+  }
+  for (const p of deepest) {
+    const found: string[] = [];
+    diffPaths(valueAt(prev, p), valueAt(next, p), p, found);
+    for (const f of found) out.add(f);
+  }
+  return [...out].sort();
+}
+
 function namesOf(w: WiredControl['wiring']): { middleware: string[]; services: string[] } {
   return { middleware: (w?.middleware ?? []).map((m) => m.name), services: (w?.services ?? []).map((s) => s.name) };
 }
@@ -158,6 +195,10 @@ async function planTls(broker: Bastion, prev: Profile, next: Profile, plan: Plan
       continue;
     }
     if (isDeepStrictEqual(before.tls, l.tls)) continue; // same settings: the files are refreshed by tls-certificates
+    if (before.tls.handshakeTimeout !== l.tls.handshakeTimeout) {
+      plan.issues.push(restart(`listeners[${i}].tls.handshakeTimeout`, `listener ${l.name}: the TLS handshake timeout changed (${before.tls.handshakeTimeout} → ${l.tls.handshakeTimeout} ms)`));
+      continue;
+    }
     changed = true;
     const coreName = broker.openListeners[i]?.name ?? l.name;
     const what = Object.keys(l.tls)
@@ -274,7 +315,10 @@ const APPLIERS: Readonly<Record<string, Applier>> = {
     };
   },
   revocation({ prev, next }) {
-    return isDeepStrictEqual(prev.revocation, next.revocation) ? SAME : restart('revocation', 'the revocation settings changed (the CRL files themselves reload live)');
+    // the CAs that verify the CRLs default to the TLS listeners' CAs
+    const cas = (p: Profile) => p.revocation?.ca ?? [...new Set(p.listeners.flatMap((l) => (isTls(l) ? l.tls.ca : [])))].sort();
+    if (!isDeepStrictEqual(prev.revocation, next.revocation)) return restart('revocation', 'the revocation settings changed (the CRL files themselves reload live)');
+    return isDeepStrictEqual(cas(prev), cas(next)) ? SAME : restart('revocation', 'the CAs that verify the CRLs changed');
   },
   // SIGHUP services call their control's own reload: nothing of theirs to change.
   'tls-sighup': () => SAME,
@@ -304,7 +348,7 @@ export async function planReload(broker: Bastion, running: readonly RunningWirin
   for (const [i, w] of plan.built.entries()) {
     const was = running[i];
     const now = namesOf(w.wiring);
-    const changed = [...w.reads].filter((p) => !isLabel(p) && !isDeepStrictEqual(valueAt(prev, p), valueAt(next, p))).sort();
+    const changed = changedReads(w.reads, prev, next);
     if (changed.length === 0) continue;
     const where = changed.slice(0, 4).join(', ') + (changed.length > 4 ? ', …' : '');
     const added = [...now.middleware.filter((n) => !was?.middleware.includes(n)), ...now.services.filter((n) => !was?.services.includes(n))];
@@ -362,7 +406,7 @@ export async function planReload(broker: Bastion, running: readonly RunningWirin
     }
     if (users) {
       const list = [...users.values()];
-      plan.steps.push({ what: `users: ${list.length} from ${usersFile}`, run: () => passwords.setUsers(list) });
+      refresh(plan, { what: `users: ${list.length} from ${usersFile}`, run: () => passwords.setUsers(list) });
     }
   }
   const acl = mwByName.get('acl') as Acl | undefined;
@@ -370,23 +414,27 @@ export async function planReload(broker: Bastion, running: readonly RunningWirin
   if (acl && aclFile !== undefined && aclFile === prev.acl?.file) {
     try {
       await readAclFile(aclFile);
-      plan.steps.push({ what: `acl: rules file ${aclFile} re-read`, run: async () => void (await acl.reload()) });
+      refresh(plan, { what: `acl: rules file ${aclFile} re-read`, run: async () => void (await acl.reload()) });
     } catch (err) {
       plan.issues.push(issue('acl.file', `the ACL rules file cannot be used: ${(err as Error).message}`));
     }
   }
   const revocation = mwByName.get('revocation') as Revocation | undefined;
   if (revocation && next.revocation !== undefined && isDeepStrictEqual(prev.revocation, next.revocation)) {
-    plan.steps.push({ what: 'revocation: CRLs re-read', run: async () => void (await revocation.reload()) });
+    refresh(plan, { what: 'revocation: CRLs re-read', run: async () => void (await revocation.reload()) });
   }
   const certs = mwByName.get('tls-certificates') as (Middleware & { reload?: () => Promise<unknown> }) | undefined;
   if (certs && typeof certs.reload === 'function' && !tlsChanged) {
     const reloadTls = certs.reload.bind(certs);
-    plan.steps.push({ what: 'TLS files re-read', run: async () => void (await reloadTls()) });
+    refresh(plan, { what: 'TLS files re-read', run: async () => void (await reloadTls()) });
   }
   if (prev.logging.level !== next.logging.level) {
-    plan.changes.push(`logging.level: ${prev.logging.level} → ${next.logging.level}`);
-    plan.steps.push({ what: 'logging level', run: () => void (broker.logger.level = next.logging.level) });
+    if (broker.loggerFromProfile) {
+      plan.changes.push(`logging.level: ${prev.logging.level} → ${next.logging.level}`);
+      plan.steps.push({ what: 'logging level', run: () => void (broker.logger.level = next.logging.level) });
+    } else {
+      plan.changes.push(`logging.level: ${prev.logging.level} → ${next.logging.level} (not applied: the embedding application's logger decides)`);
+    }
   }
   if (prev.tier !== next.tier || !isDeepStrictEqual(prev.tiers, next.tiers)) plan.changes.push(`tiers: ${prev.tier} ${show(prev.tiers)} → ${next.tier} ${show(next.tiers)}`);
   // access-list validation (the built control validated it too; keep the message specific)
@@ -398,6 +446,12 @@ export async function planReload(broker: Bastion, running: readonly RunningWirin
     }
   }
   return plan;
+}
+
+/** A file the profile points to, read again (listed after the setting changes). */
+function refresh(plan: Plan, step: Step): void {
+  plan.steps.push(step);
+  plan.changes.push(step.what);
 }
 
 /** The controls built for planning were never set up; release anything their constructors took. */

@@ -33,7 +33,7 @@ import { SecurityEventBus } from './events.js';
 import type { SecurityEvent, SecurityEventType } from './events.js';
 import { LiveClient, kKeepalive, kWire } from './client.js';
 import { ConnectionCounter } from './connection-limits.js';
-import type { ConnectionLimitName, ConnectionLimits } from './connection-limits.js';
+import type { AcceptCheck, ConnectionLimitName, ConnectionLimits } from './connection-limits.js';
 import { normalizeAddress } from './address.js';
 import { startListener } from './listeners.js';
 import type { Listener, ListenerOptions, TlsOptions } from './listeners.js';
@@ -133,6 +133,7 @@ export class BastionBroker extends EventEmitter {
   #maxPacketSize: number;
   #publishDenied: 'drop' | 'disconnect';
   readonly #connections = new ConnectionCounter();
+  #acceptChecks: ReadonlyArray<AcceptCheck> = [];
   /** When each connection-limit event was last emitted, and how many were held back since (one per second per limit). */
   readonly #limitEvents = new Map<string, { at: number; suppressed: number }>();
   #state: 'new' | 'listening' | 'closing' | 'closed' = 'new';
@@ -271,6 +272,19 @@ export class BastionBroker extends EventEmitter {
     const internals = aedes as unknown as { opts: { drainTimeout?: number }; maxInflightInbound: number };
     if (drainTimeout !== undefined) internals.opts.drainTimeout = drainTimeout;
     if (maxInflightInbound !== undefined) internals.maxInflightInbound = maxInflightInbound;
+  }
+
+  /**
+   * Add a synchronous check run on every accepted TCP socket before anything else (no TLS handshake,
+   * nothing read): it returns the name of the limit that refuses the address, or undefined. For what
+   * a middleware already knows about an address (over its budget, banned) to cost nothing more than
+   * the accept. Returns a function that removes the check.
+   */
+  addAcceptCheck(check: AcceptCheck): () => void {
+    this.#acceptChecks = [...this.#acceptChecks, check];
+    return () => {
+      this.#acceptChecks = this.#acceptChecks.filter((c) => c !== check);
+    };
   }
 
   get connectionLimits(): Readonly<ConnectionLimits> {
@@ -468,6 +482,17 @@ export class BastionBroker extends EventEmitter {
   /** Every accepted TCP socket, before TLS or WebSocket: count it against the caps or refuse it. */
   #gate = (socket: Socket, listener: string): boolean => {
     const ip = normalizeAddress(socket.remoteAddress);
+    for (const check of this.#acceptChecks) {
+      const limit = check(ip, listener);
+      if (limit !== undefined) {
+        this.#limitEvent('rate.limited', 'PR.SS-5', limit, ip, { remoteAddress: ip, listener }, {
+          reason: 'connection-rate-exceeded',
+          message: `connection refused at accept: ${limit}`,
+          detail: { consequence: 'refuse' },
+        });
+        return false;
+      }
+    }
     const hit: ConnectionLimitName | undefined = this.#connections.admit(ip, listener);
     if (hit === undefined) {
       socket.once('close', () => this.#connections.release(ip, listener));

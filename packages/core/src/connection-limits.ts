@@ -29,6 +29,9 @@ export interface ConnectionLimits {
   maxInflightInbound?: number | undefined;
 }
 
+/** A synchronous check of a new TCP connection's remote address: the refusing limit's name, or undefined. */
+export type AcceptCheck = (remoteAddress: string, listener: string) => string | undefined;
+
 export type ConnectionLimitName = 'concurrent.perIp' | 'concurrent.perListener' | 'concurrent.total';
 
 export class ConnectionCounter {

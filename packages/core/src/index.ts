@@ -11,4 +11,4 @@ export { normalizeAddress } from './address.js';
 export { normalizeSerial, toClientCertificate } from './certificate.js';
 export { chainOf, runVerdictChain } from './compose.js';
 export { setKeepalive, hasSubscription } from './client.js';
-export type { ConnectionLimits, ConnectionLimitName } from './connection-limits.js';
+export type { AcceptCheck, ConnectionLimits, ConnectionLimitName } from './connection-limits.js';

@@ -125,6 +125,18 @@ function plainInfo(socket: net.Socket, listener: string, transport: Transport): 
   };
 }
 
+/**
+ * New handshakes get `t`: the secure context (certificate, key, CA, CRL, versions, ciphers) and the
+ * server's client-certificate settings, which Node keeps on the server, not in the context.
+ */
+function setServerTls(server: tls.Server, t: TlsOptions): void {
+  const o = secureContextOptions(t);
+  server.setSecureContext(o);
+  const s = server as tls.Server & { requestCert: boolean; rejectUnauthorized: boolean };
+  s.requestCert = o.requestCert === true;
+  s.rejectUnauthorized = o.rejectUnauthorized === true;
+}
+
 /** With clientCertificate 'optional', a certificate that was presented but failed verification is refused. */
 function presentedButInvalid(socket: tls.TLSSocket): boolean {
   if (socket.authorized) return false;
@@ -176,6 +188,7 @@ export async function startListener(opts: ListenerOptions, accept: AcceptHandler
 
   if (transport === 'mqtt' || transport === 'mqtts') {
     let server: net.Server;
+    let optional = false; // mqtts: clientCertificate is 'optional' (changes with setSecureContext)
     if (transport === 'mqtt') {
       server = net.createServer((socket) => {
         if (!admit(socket)) return;
@@ -184,7 +197,7 @@ export async function startListener(opts: ListenerOptions, accept: AcceptHandler
       });
     } else {
       const t = opts.tls as TlsOptions;
-      const optional = t.clientCertificate === 'optional';
+      optional = t.clientCertificate === 'optional';
       server = tls.createServer(secureContextOptions(t), (socket) => {
         if (opts.noDelay) socket.setNoDelay(true);
         if (optional && presentedButInvalid(socket)) {
@@ -207,7 +220,12 @@ export async function startListener(opts: ListenerOptions, accept: AcceptHandler
       address,
       close: () => closeServer(server),
       setSecureContext:
-        transport === 'mqtts' ? (t: TlsOptions) => (server as tls.Server).setSecureContext(secureContextOptions(t)) : undefined,
+        transport === 'mqtts'
+          ? (t: TlsOptions) => {
+              setServerTls(server as tls.Server, t);
+              optional = t.clientCertificate === 'optional';
+            }
+          : undefined,
       setTicketKeys: transport === 'mqtts' ? (keys: Buffer) => (server as tls.Server).setTicketKeys(keys) : undefined,
     };
   }
@@ -226,6 +244,7 @@ export async function startListener(opts: ListenerOptions, accept: AcceptHandler
     res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket only\n');
   });
   if (transport === 'wss') web.on('tlsClientError', reportTlsError);
+  let wssOptional = opts.tls?.clientCertificate === 'optional';
   const wss = new WebSocketServer({
     server: web,
     path,
@@ -238,7 +257,7 @@ export async function startListener(opts: ListenerOptions, accept: AcceptHandler
     let info: ConnectionInfo;
     if (transport === 'wss') {
       const s = socket as tls.TLSSocket;
-      if (opts.tls?.clientCertificate === 'optional' && presentedButInvalid(s)) {
+      if (wssOptional && presentedButInvalid(s)) {
         reportTlsError(new Error(`client certificate rejected: ${String(s.authorizationError)}`), s);
         ws.terminate();
         return;
@@ -265,7 +284,13 @@ export async function startListener(opts: ListenerOptions, accept: AcceptHandler
       web.closeAllConnections?.();
       await closeServer(web);
     },
-    setSecureContext: transport === 'wss' ? (t: TlsOptions) => (web as https.Server).setSecureContext(secureContextOptions(t)) : undefined,
+    setSecureContext:
+      transport === 'wss'
+        ? (t: TlsOptions) => {
+            setServerTls(web as https.Server, t);
+            wssOptional = t.clientCertificate === 'optional';
+          }
+        : undefined,
     setTicketKeys: transport === 'wss' ? (keys: Buffer) => (web as https.Server).setTicketKeys(keys) : undefined,
   };
 }

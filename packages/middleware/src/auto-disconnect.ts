@@ -50,7 +50,7 @@ const KEEPALIVE_ZERO = deny('not-authorized', 'keepalive 0 is not allowed: the c
 const KEEPALIVE_TOO_LONG = deny('not-authorized', 'keepalive longer than the broker allows');
 
 interface Tracked {
-  /** Epoch ms of the last PUBLISH/SUBSCRIBE (or of the connection). */
+  /** Sweep tick of the last PUBLISH/SUBSCRIBE (or of the connection): no clock read per packet. */
   last: number;
   age: NodeJS.Timeout | undefined;
 }
@@ -79,6 +79,9 @@ export function autoDisconnect(options: AutoDisconnectOptions = {}): AutoDisconn
   let ctx: BrokerContext | undefined;
   const tracked = new Map<ClientInfo, Tracked>();
   let sweeper: NodeJS.Timeout | undefined;
+  /** Sweep ticks so far, and the tick length (ms). */
+  let tick = 0;
+  let tickMs = 1000;
 
   /** Close this very connection (not a newer one that took its client id over). */
   const close = (client: ClientInfo, reason: 'idle-timeout' | 'max-age', control: string, message: string, detail: Record<string, unknown>) => {
@@ -100,11 +103,13 @@ export function autoDisconnect(options: AutoDisconnectOptions = {}): AutoDisconn
   };
 
   const sweep = () => {
+    tick++;
     const idle = s.idleTimeout;
     if (idle <= 0) return;
-    const now = Date.now();
+    const ticks = Math.ceil(idle / tickMs);
     for (const [client, t] of tracked) {
-      if (now - t.last >= idle) close(client, 'idle-timeout', 'PR.SS-2', `no PUBLISH or SUBSCRIBE for ${Math.round((now - t.last) / 1000)} s`, { idleTimeout: idle, idleFor: now - t.last });
+      const idleFor = (tick - t.last) * tickMs;
+      if (tick - t.last >= ticks) close(client, 'idle-timeout', 'PR.SS-2', `no PUBLISH or SUBSCRIBE for ${Math.round(idleFor / 1000)} s`, { idleTimeout: idle, idleFor });
     }
   };
 
@@ -113,14 +118,15 @@ export function autoDisconnect(options: AutoDisconnectOptions = {}): AutoDisconn
     sweeper = undefined;
     if (s.idleTimeout > 0 && ctx) {
       // a tenth of the timeout (between 100 ms and 30 s): a client is closed at most 10% late
-      sweeper = setInterval(sweep, Math.min(30_000, Math.max(100, Math.floor(s.idleTimeout / 10))));
+      tickMs = Math.min(30_000, Math.max(100, Math.floor(s.idleTimeout / 10)));
+      sweeper = setInterval(sweep, tickMs);
       sweeper.unref();
     }
   };
 
   const touch = (client: ClientInfo) => {
     const t = tracked.get(client);
-    if (t !== undefined) t.last = Date.now();
+    if (t !== undefined) t.last = tick;
   };
 
   const mw: AutoDisconnect = {
@@ -156,7 +162,7 @@ export function autoDisconnect(options: AutoDisconnectOptions = {}): AutoDisconn
 
     onConnected(client: ClientInfo) {
       if (s.idleTimeout <= 0 && s.maxAge <= 0) return;
-      const t: Tracked = { last: Date.now(), age: undefined };
+      const t: Tracked = { last: tick, age: undefined };
       if (s.maxAge > 0) {
         const age = Math.max(1, Math.round(s.maxAge * (1 - Math.random() * s.maxAgeJitter)));
         t.age = setTimeout(() => close(client, 'max-age', 'PR.SS-7', `connected for ${Math.round(age / 1000)} s: reconnect for fresh session keys`, { maxAge: s.maxAge, age }), age);

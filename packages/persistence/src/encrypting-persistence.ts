@@ -14,6 +14,9 @@
  * A record that does not open is never served: it is reported (`record-rejected`) and skipped
  * (streams), treated as absent (incoming, wills), or returned still sealed where Aedes only counts
  * it (see outgoingClearMessageId).
+ *
+ * Without a cipher it seals nothing but still runs the store checks at setup and lets writes in
+ * flight land before destroy (the Redis store uses it either way).
  */
 import { Readable } from 'node:stream';
 import type { StoreEventSink } from './events.js';
@@ -57,8 +60,9 @@ export interface EncryptingPersistenceOptions {
   onEvent?: StoreEventSink;
 }
 
-/** Recently sealed queue payloads: a small ring, newest last (strong references, bounded). */
-const RING = 256;
+/** Recently sealed queue payloads: a small ring, newest last. Strong references, so bounded in count and size. */
+const RING = 64;
+const RING_MAX_PAYLOAD = 64 * 1024;
 
 const noop = (): void => undefined;
 
@@ -76,7 +80,7 @@ export class EncryptingPersistence implements AedesPersistence {
    */
   readonly #ringPayload: Array<Buffer | undefined> = new Array<Buffer | undefined>(RING).fill(undefined);
   readonly #ringTopic: Array<string | undefined> = new Array<string | undefined>(RING).fill(undefined);
-  readonly #ringKey = new Int32Array(RING);
+  readonly #ringKey = new Uint32Array(RING);
   readonly #ringSealed: Array<Buffer | undefined> = new Array<Buffer | undefined>(RING).fill(undefined);
   #ringAt = 0;
   declare cleanIncoming: ((client: { id: string }) => Promise<unknown>) | undefined;
@@ -145,7 +149,7 @@ export class EncryptingPersistence implements AedesPersistence {
     const cipher = this.#cipher;
     if (!cipher) return packet;
     const payload = packet.payload;
-    if (!Buffer.isBuffer(payload) || packet.properties !== undefined) return cipher.seal(packet, 'O', undefined);
+    if (!Buffer.isBuffer(payload) || payload.length > RING_MAX_PAYLOAD || packet.properties !== undefined) return cipher.seal(packet, 'O', undefined);
     const keyId = cipher.sealer.keyring.current.idNumber;
     const payloads = this.#ringPayload;
     // newest first: the re-store follows its enqueue closely

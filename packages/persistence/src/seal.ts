@@ -29,6 +29,9 @@ export interface Context {
   kind: SealKind;
   clientId?: string | undefined;
   topic?: string | undefined;
+  /** More bound numbers (cluster traffic: broker counter, QoS and flags), written without building strings. */
+  counter?: number | undefined;
+  bits?: number | undefined;
 }
 
 /** True when `data` looks like an envelope (it may still be refused when opened). */
@@ -79,7 +82,7 @@ export class Sealer {
   #context(ctx: Context): number {
     const client = ctx.clientId ?? '';
     const topic = ctx.topic ?? '';
-    const need = HEADER_BYTES + 3 + Buffer.byteLength(client) + Buffer.byteLength(topic);
+    const need = HEADER_BYTES + 3 + Buffer.byteLength(client) + Buffer.byteLength(topic) + 9;
     if (need > this.#aad.length) {
       const bigger = Buffer.allocUnsafe(Math.max(need, this.#aad.length * 2));
       this.#aad.copy(bigger, 0, 0, HEADER_BYTES);
@@ -91,7 +94,13 @@ export class Sealer {
     const n = b.write(client, at + 3);
     b.writeUInt16BE(n, at + 1); // length-prefixed: "a" + "b/c" never equals "a/b" + "c"
     const m = b.write(topic, at + 3 + n);
-    return at + 3 + n + m;
+    let end = at + 3 + n + m;
+    if (ctx.counter !== undefined) {
+      b.writeDoubleBE(ctx.counter, end);
+      b[end + 8] = (ctx.bits ?? 0) & 0xff;
+      end += 9;
+    }
+    return end;
   }
 
   /** Seal `plaintext` for `ctx` with the current key. */

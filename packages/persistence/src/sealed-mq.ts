@@ -30,6 +30,8 @@ interface Packet {
   brokerCounter?: number;
   qos?: number;
   retain?: boolean;
+  dup?: boolean;
+  cmd?: string;
   [k: string]: unknown;
 }
 interface MQEmitterRedisLike {
@@ -60,9 +62,12 @@ export interface SealedMQOptions {
   concurrency?: number;
 }
 
-/** The authenticated routing fields of a packet, as one string. */
-function routing(p: Packet): string {
-  return `${p.brokerId ?? ''}\u0000${p.brokerCounter ?? ''}\u0000${p.qos ?? 0}\u0000${p.retain ? 1 : 0}\u0000${p.cmd ?? ''}`;
+/** Bind the routing fields of a packet (readable on the wire) into the associated data. */
+function bindRouting(ctx: Context, p: Packet, topic: string): void {
+  ctx.clientId = p.brokerId ?? '';
+  ctx.topic = topic;
+  ctx.counter = typeof p.brokerCounter === 'number' ? p.brokerCounter : -1;
+  ctx.bits = ((p.qos ?? 0) & 3) | (p.retain ? 4 : 0) | (p.dup ? 8 : 0) | (p.cmd === undefined || p.cmd === 'publish' ? 0 : 16);
 }
 
 export function createSealedMQ(opts: SealedMQOptions): MQEmitterRedisLike {
@@ -85,8 +90,7 @@ export function createSealedMQ(opts: SealedMQOptions): MQEmitterRedisLike {
       const sealedPacket: Packet = { ...packet, payload: EMPTY };
       delete sealedPacket.clientId;
       delete sealedPacket.properties;
-      ctx.clientId = routing(sealedPacket);
-      ctx.topic = packet.topic;
+      bindRouting(ctx, sealedPacket, packet.topic);
       sealedPacket.payload = sealer.seal(plain, ctx, props.length > 0 ? FLAG_PROPERTIES : 0);
       return super.emit(sealedPacket, done);
     }
@@ -94,8 +98,7 @@ export function createSealedMQ(opts: SealedMQOptions): MQEmitterRedisLike {
     // receive (once per node, before the local fan-out): open, or drop and report
     override _emit(msg: Packet, cb?: Callback): unknown {
       const topic = msg.topic.startsWith(prefix) ? msg.topic.slice(prefix.length) : msg.topic;
-      ctx.clientId = routing(msg);
-      ctx.topic = topic;
+      bindRouting(ctx, msg, topic);
       const envelope = msg.payload;
       const plain = sealer.open(envelope, ctx);
       if (plain === undefined) {

@@ -7,28 +7,73 @@
  * units may pass at `now` when max(TAT, now) + min(a, burst) × T − now ≤ τ; passing moves TAT on by
  * a × T. A packet larger than the bucket passes alone into an empty bucket and leaves a debt.
  */
+import { performance } from 'node:perf_hooks';
 import type { RateSpec } from './options.js';
 
-export interface Bucket {
-  /** Epoch ms: when the bucket will be empty again. */
-  tat: number;
+/**
+ * A coarse monotonic clock in milliseconds (performance.now, refreshed every TICK ms while in
+ * use). Reading the clock per PUBLISH would box its double in a new heap number (Date.now and
+ * performance.now both do); a Float64Array slot is read and written in place.
+ */
+export const CLOCK = new Float64Array(1);
+const TICK = 5;
+let ticker: NodeJS.Timeout | undefined;
+let used = false;
+let idleTicks = 0;
+
+function tick(): void {
+  CLOCK[0] = performance.now();
+  if (used) {
+    used = false;
+    idleTicks = 0;
+  } else if (++idleTicks > 200) {
+    // a second without a reader: stop until the next one
+    clearInterval(ticker);
+    ticker = undefined;
+  }
 }
 
-export function newBucket(): Bucket {
-  return { tat: 0 };
+/** The coarse clock, started if it was idle. Call once per packet, then read CLOCK[0]. */
+export function touchClock(): void {
+  used = true;
+  if (ticker === undefined) {
+    CLOCK[0] = performance.now();
+    idleTicks = 0;
+    ticker = setInterval(tick, TICK);
+    ticker.unref();
+  }
 }
 
-/** Milliseconds until `amount` units fit (0 = now). Does not change the bucket. */
-export function waitFor(b: Bucket, spec: RateSpec, amount: number, now: number): number {
+/** The precise clock, same timeline as CLOCK (for slow paths). */
+export function clock(): number {
+  return performance.now();
+}
+
+/**
+ * The theoretical arrival times (clock ms) of a few buckets, one slot each. A Float64Array, not
+ * object fields: V8 boxes a double stored in an object field in a fresh heap number, while a typed
+ * array slot is written in place, so a PUBLISH within budget allocates nothing.
+ */
+export type Buckets = Float64Array;
+
+export function newBuckets(slots: number): Buckets {
+  return new Float64Array(slots);
+}
+
+/** Milliseconds until `amount` units fit in slot `i` at CLOCK (0 = now). Does not change the bucket. */
+export function waitFor(b: Buckets, i: number, spec: RateSpec, amount: number): number {
+  const now = CLOCK[0] as number;
   const t = spec.per / spec.rate;
   const fit = amount < spec.burst ? amount : spec.burst;
-  const start = b.tat > now ? b.tat : now;
+  const tat = b[i] as number;
+  const start = tat > now ? tat : now;
   const over = start + fit * t - now - spec.burst * t;
   return over > 0 ? over : 0;
 }
 
-/** Count `amount` units as passed (now, or after a wait that was granted). */
-export function take(b: Bucket, spec: RateSpec, amount: number, now: number): void {
-  const start = b.tat > now ? b.tat : now;
-  b.tat = start + amount * (spec.per / spec.rate);
+/** Count `amount` units in slot `i` as passed at CLOCK (or at the end of a granted wait: the debt carries over). */
+export function take(b: Buckets, i: number, spec: RateSpec, amount: number): void {
+  const now = CLOCK[0] as number;
+  const tat = b[i] as number;
+  b[i] = (tat > now ? tat : now) + amount * (spec.per / spec.rate);
 }

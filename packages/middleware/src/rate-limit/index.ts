@@ -14,6 +14,7 @@
  * address and limit, with the count held back in between); the core emits none per packet.
  */
 import type {
+  AcceptCheck,
   BrokerContext,
   ClientInfo,
   ConnectionInfo,
@@ -25,26 +26,27 @@ import type {
   Verdict,
 } from '@bastion/core';
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
-import { newBucket, take, waitFor } from './bucket.js';
-import type { Bucket } from './bucket.js';
+import { clock, newBuckets, take, touchClock, waitFor } from './bucket.js';
+import type { Buckets } from './bucket.js';
 import { normalizeRateLimits } from './options.js';
 import type { Consequence, PublishBudget, RateLimitOptions, RateLimitSettings, RateSpec } from './options.js';
 import { BatchedBudget, openStore, overBudget } from './shared.js';
-import type { SharedStore } from './shared.js';
+import type { SharedStore, Tally } from './shared.js';
 
 export { normalizeRateLimits, CONSEQUENCES } from './options.js';
 export type { Consequence, RateSpec, RateSpecInput, RateLimitOptions, RateLimitSettings, RateStoreOptions, PublishBudget, PublishBudgetInput } from './options.js';
-export { newBucket, take as takeFromBucket, waitFor as bucketWait } from './bucket.js';
-export type { Bucket } from './bucket.js';
+export { newBuckets, take as takeFromBucket, waitFor as bucketWait, touchClock, clock, CLOCK } from './bucket.js';
+export type { Buckets } from './bucket.js';
 
 /** What the `ban` consequence uses: the `bans` middleware fits (`controls.get('bans')`). */
 export interface Banner {
   ban(target: { ip: string }, spec: { duration?: number; reason?: string; actor?: string }): unknown;
 }
 
-/** The part of the core broker that enforces open-connection caps (BastionBroker fits). */
+/** The part of the core broker that enforces open-connection caps and refuses at accept (BastionBroker fits). */
 export interface ConnectionCaps {
   setConnectionLimits(limits: ConnectionLimits): void;
+  addAcceptCheck?(check: AcceptCheck): () => void;
 }
 
 export interface RateLimit extends Middleware {
@@ -67,21 +69,28 @@ export interface RateLimit extends Middleware {
 }
 
 /** Per-connection state, made on its first PUBLISH or SUBSCRIBE. */
+/** Slots of a client's buckets. */
+const MSG = 0;
+const BYTES = 1;
+const SUB = 2;
+
 interface ClientState {
-  readonly msg: Bucket;
-  readonly bytes: Bucket;
-  readonly sub: Bucket;
+  /** Theoretical arrival times: MSG, BYTES, SUB. */
+  readonly tat: Buckets;
   strikes: number;
   strikeAt: number;
+  /** This client's tallies in the per-user budgets, and the budgets they belong to (rebuilt on update). */
+  um: BatchedBudget | undefined;
+  umT: Tally | undefined;
+  ub: BatchedBudget | undefined;
+  ubT: Tally | undefined;
   /** Throttle of this client's rate.limited events. */
   eventAt: number;
   suppressed: number;
 }
 
-interface ListenerBuckets {
-  readonly msg: Bucket;
-  readonly bytes: Bucket;
-}
+/** MSG and BYTES slots of a listener's or the process's PUBLISH budgets. */
+type ListenerBuckets = Buckets;
 
 const DROP: Denial = Object.freeze({ denied: true as const, reason: 'rate-limited' as const, message: 'rate limit exceeded: QoS 0 message dropped', action: 'drop' as const, silent: true });
 const REFUSE: Denial = Object.freeze({ denied: true as const, reason: 'rate-limited' as const, message: 'rate limit exceeded', silent: true });
@@ -100,18 +109,20 @@ type LimitName =
   | 'publish.perUser.bytes'
   | 'subscribe.perClient'
   | 'subscribe.perUser'
+  | 'authFailures.perIp'
   | 'connections.perIp'
   | 'connections.perListener'
   | 'connections.total';
 
 interface Shared {
   connections: Array<{ name: LimitName; spec: RateSpec; limiter: RateLimiterAbstract; key: (c: ConnectionInfo) => string }>;
+  authFailures: RateLimiterAbstract | undefined;
   userMessages: BatchedBudget | undefined;
   userBytes: BatchedBudget | undefined;
   userSubscribe: BatchedBudget | undefined;
 }
 
-/** Count a PUBLISH in every budget it belongs to (module scope: no closure on the hot path). */
+/** Count a PUBLISH in every budget it belongs to (at module scope: nothing captured, nothing allocated). */
 function commitPublish(
   st: ClientState,
   lb: ListenerBuckets | undefined,
@@ -120,23 +131,21 @@ function commitPublish(
   pt: PublishBudget,
   tb: ListenerBuckets,
   um: BatchedBudget | undefined,
+  umT: Tally | undefined,
   ub: BatchedBudget | undefined,
-  user: string | undefined,
+  ubT: Tally | undefined,
   size: number,
-  now: number,
 ): void {
-  if (pc.messages !== undefined) take(st.msg, pc.messages, 1, now);
-  if (pc.bytes !== undefined) take(st.bytes, pc.bytes, size, now);
+  if (pc.messages !== undefined) take(st.tat, MSG, pc.messages, 1);
+  if (pc.bytes !== undefined) take(st.tat, BYTES, pc.bytes, size);
   if (lb !== undefined) {
-    if (pl.messages !== undefined) take(lb.msg, pl.messages, 1, now);
-    if (pl.bytes !== undefined) take(lb.bytes, pl.bytes, size, now);
+    if (pl.messages !== undefined) take(lb, MSG, pl.messages, 1);
+    if (pl.bytes !== undefined) take(lb, BYTES, pl.bytes, size);
   }
-  if (pt.messages !== undefined) take(tb.msg, pt.messages, 1, now);
-  if (pt.bytes !== undefined) take(tb.bytes, pt.bytes, size, now);
-  if (user !== undefined) {
-    um?.add(user, 1);
-    ub?.add(user, size);
-  }
+  if (pt.messages !== undefined) take(tb, MSG, pt.messages, 1);
+  if (pt.bytes !== undefined) take(tb, BYTES, pt.bytes, size);
+  if (umT !== undefined) um?.add(umT, 1);
+  if (ubT !== undefined) ub?.add(ubT, size);
 }
 
 const sleep = (ms: number): Promise<undefined> => new Promise((resolve) => setTimeout(resolve, ms, undefined));
@@ -147,16 +156,23 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
   const flushInterval = options.flushInterval ?? 100;
   let ctx: BrokerContext | undefined;
   let store: SharedStore | undefined;
-  let shared: Shared = { connections: [], userMessages: undefined, userBytes: undefined, userSubscribe: undefined };
+  let shared: Shared = { connections: [], authFailures: undefined, userMessages: undefined, userBytes: undefined, userSubscribe: undefined };
+  let stopWatchingAuth: (() => void) | undefined;
+  let removeAcceptCheck: (() => void) | undefined;
   let flusher: NodeJS.Timeout | undefined;
   let banner: Banner | undefined;
   let core: ConnectionCaps | undefined;
   const clients = new WeakMap<ClientInfo, ClientState>();
   let listeners = new Map<string, ListenerBuckets>();
   let hasListenerBudgets = Object.keys(s.publish.perListener).length > 0;
-  const total: ListenerBuckets = { msg: newBucket(), bytes: newBucket() };
+  const total: ListenerBuckets = newBuckets(2);
   /** Our own bans when no `bans` middleware is given: address → until (epoch ms). */
   const ownBans = new Map<string, number>();
+  /**
+   * Addresses known to be over a per-address budget until a time (the store said so): refused at
+   * TCP accept, before TLS, without asking the store again.
+   */
+  const blocked = new Map<string, { until: number; limit: LimitName; spec: RateSpec }>();
   /** Strikes of addresses against connection budgets: address → { n, at }. */
   const addressStrikes = new Map<string, { n: number; at: number }>();
   /** Throttle of address-keyed events: `${limit}\0${ip}` → { at, suppressed }. */
@@ -165,7 +181,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
   const stateOf = (client: ClientInfo): ClientState => {
     let st = clients.get(client);
     if (st === undefined) {
-      st = { msg: newBucket(), bytes: newBucket(), sub: newBucket(), strikes: 0, strikeAt: 0, eventAt: 0, suppressed: 0 };
+      st = { tat: newBuckets(3), strikes: 0, strikeAt: 0, um: undefined, umT: undefined, ub: undefined, ubT: undefined, eventAt: -1e9, suppressed: 0 };
       clients.set(client, st);
     }
     return st;
@@ -174,7 +190,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
   const listenerBuckets = (name: string): ListenerBuckets => {
     let b = listeners.get(name);
     if (b === undefined) {
-      b = { msg: newBucket(), bytes: newBucket() };
+      b = newBuckets(2);
       listeners.set(name, b);
     }
     return b;
@@ -193,6 +209,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
     const u = s.publish.perUser;
     return {
       connections,
+      authFailures: s.authFailures.perIp && st.limiter('auth:ip', s.authFailures.perIp),
       userMessages: u.messages && new BatchedBudget(st.limiter('pub:user:msg', u.messages), u.messages, onError),
       userBytes: u.bytes && new BatchedBudget(st.limiter('pub:user:bytes', u.bytes), u.bytes, onError),
       userSubscribe: s.subscribe.perUser && new BatchedBudget(st.limiter('sub:user', s.subscribe.perUser), s.subscribe.perUser, onError),
@@ -263,6 +280,77 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
     ctx?.disconnectWhere((c) => c.remoteAddress === ip, 'rate-limited', reason);
   };
 
+  const block = (ip: string, until: number, limit: LimitName, spec: RateSpec) => {
+    if (blocked.size > 100_000) blocked.clear();
+    blocked.set(ip, { until, limit, spec });
+  };
+
+  /** An address refused again: with `ban`, the strikes add up to a ban. True when it was banned now. */
+  const strikeAddress = (conn: ConnectionInfo, limit: LimitName, spec: RateSpec, now: number): boolean => {
+    if (spec.consequence !== 'ban') return false;
+    const ip = conn.remoteAddress;
+    const prev = addressStrikes.get(ip);
+    const n = prev !== undefined && now - prev.at <= spec.per ? prev.n + 1 : 1;
+    if (n < spec.strikes) {
+      if (addressStrikes.size > 100_000) addressStrikes.clear();
+      addressStrikes.set(ip, { n, at: now });
+      return false;
+    }
+    addressStrikes.delete(ip);
+    addressEvent(conn, limit, 'ban', spec, now, n);
+    banAddress(ip, spec, limit);
+    return true;
+  };
+
+  /** Refused at accept by what we know already (core hook): no TLS, no store round trip. */
+  const acceptCheck: AcceptCheck = (ip, listener) => {
+    if (blocked.size === 0 && ownBans.size === 0) return undefined;
+    const now = Date.now();
+    const banned = ownBans.get(ip);
+    if (banned !== undefined) {
+      if (banned > now) return 'banned';
+      ownBans.delete(ip);
+    }
+    const b = blocked.get(ip);
+    if (b === undefined) return undefined;
+    if (b.until <= now) {
+      blocked.delete(ip);
+      return undefined;
+    }
+    strikeAddress({ remoteAddress: ip, remotePort: 0, listener, transport: 'mqtt', certificate: undefined, tls: undefined }, b.limit, b.spec, now);
+    return b.limit;
+  };
+
+  /** Failed authentications per address, from the security event bus. */
+  const onAuthFailed = (e: { type: string; remoteAddress?: string | undefined; listener?: string | undefined }) => {
+    const limiter = shared.authFailures;
+    const spec = s.authFailures.perIp;
+    const ip = e.remoteAddress;
+    if (e.type !== 'auth.failed' || limiter === undefined || spec === undefined || ip === undefined) return;
+    limiter.consume(ip, 1).catch((err: unknown) => {
+      if (!overBudget(err)) return ctx?.logger.warn({ err }, 'rate-limit store failed; an authentication failure was not counted');
+      const now = Date.now();
+      if (blocked.get(ip)?.limit === 'authFailures.perIp') return; // already refused
+      block(ip, now + err.msBeforeNext, 'authFailures.perIp', spec);
+      const conn = { remoteAddress: ip, listener: e.listener } as ConnectionInfo;
+      if (spec.consequence === 'ban') {
+        addressEvent(conn, 'authFailures.perIp', 'ban', spec, now, 1);
+        banAddress(ip, spec, 'authFailures.perIp');
+      } else {
+        addressEvent(conn, 'authFailures.perIp', 'refuse', spec, now, 0);
+      }
+    });
+  };
+
+  const watchAuthFailures = () => {
+    const want = s.authFailures.perIp !== undefined;
+    if (want && stopWatchingAuth === undefined && ctx) stopWatchingAuth = ctx.events.on(onAuthFailed);
+    if (!want && stopWatchingAuth !== undefined) {
+      stopWatchingAuth();
+      stopWatchingAuth = undefined;
+    }
+  };
+
   /** Strike a client; true when `spec.strikes` is reached (strikes reset after a clean `per`). */
   const strike = (st: ClientState, spec: RateSpec, now: number): boolean => {
     if (now - st.strikeAt > spec.per) st.strikes = 0;
@@ -297,6 +385,24 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
     return sleep(wait);
   };
 
+  const overPublishLater = (
+    client: ClientInfo,
+    st: ClientState,
+    packet: PublishPacket,
+    spec: RateSpec,
+    limit: LimitName,
+    wait: number,
+    lb: ListenerBuckets | undefined,
+    pc: PublishBudget,
+    pl: PublishBudget,
+    pt: PublishBudget,
+    um: BatchedBudget | undefined,
+    umT: Tally | undefined,
+    ub: BatchedBudget | undefined,
+    ubT: Tally | undefined,
+    size: number,
+  ): Verdict | Promise<Verdict> => overPublish(client, st, packet, spec, limit, wait, clock(), () => commitPublish(st, lb, pc, pl, pt, total, um, umT, ub, ubT, size));
+
   const mw: RateLimit = {
     name: 'rate-limit',
     controls: ['PR.SS-5'],
@@ -313,6 +419,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
       ctx = context;
       store = openStore(input.store, context.logger);
       shared = buildShared();
+      watchAuthFailures();
       flusher = setInterval(() => {
         shared.userMessages?.flushAll();
         shared.userBytes?.flushAll();
@@ -332,6 +439,8 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
     bindCore(c) {
       core = c;
       c.setConnectionLimits(concurrentLimits());
+      removeAcceptCheck?.();
+      removeAcceptCheck = c.addAcceptCheck?.(acceptCheck);
     },
 
     update(next) {
@@ -340,6 +449,8 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
       input = merged;
       s = settings;
       if (store) shared = buildShared();
+      watchAuthFailures();
+      blocked.clear();
       listeners = new Map();
       hasListenerBudgets = Object.keys(s.publish.perListener).length > 0;
       core?.setConnectionLimits(concurrentLimits());
@@ -348,12 +459,11 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
     },
 
     onConnection(conn: ConnectionInfo): Verdict | Promise<Verdict> {
-      if (ownBans.size > 0) {
-        const until = ownBans.get(conn.remoteAddress);
-        if (until !== undefined) {
-          if (until > Date.now()) return BANNED;
-          ownBans.delete(conn.remoteAddress);
-        }
+      if (ownBans.size > 0 || blocked.size > 0) {
+        // normally refused at accept already (bindCore); this is for a core without the hook
+        const hit = acceptCheck(conn.remoteAddress, conn.listener);
+        if (hit === 'banned') return BANNED;
+        if (hit !== undefined) return REFUSE_CONNECTION;
       }
       const checks = shared.connections;
       if (checks.length === 0) return undefined;
@@ -369,20 +479,9 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
               continue;
             }
             const now = Date.now();
-            let n = 0;
-            if (check.spec.consequence === 'ban') {
-              const prev = addressStrikes.get(conn.remoteAddress);
-              n = prev !== undefined && now - prev.at <= check.spec.per ? prev.n + 1 : 1;
-              if (addressStrikes.size > 100_000) addressStrikes.clear();
-              addressStrikes.set(conn.remoteAddress, { n, at: now });
-              if (n >= check.spec.strikes) {
-                addressStrikes.delete(conn.remoteAddress);
-                addressEvent(conn, check.name, 'ban', check.spec, now, n);
-                banAddress(conn.remoteAddress, check.spec, check.name);
-                return REFUSE_CONNECTION;
-              }
-            }
-            addressEvent(conn, check.name, 'refuse', check.spec, now, n);
+            // over budget for the rest of the window: later connections are refused at accept
+            if (check.name === 'connections.perIp') block(conn.remoteAddress, now + err.msBeforeNext, check.name, check.spec);
+            if (!strikeAddress(conn, check.name, check.spec, now)) addressEvent(conn, check.name, 'refuse', check.spec, now, addressStrikes.get(conn.remoteAddress)?.n ?? 0);
             return REFUSE_CONNECTION;
           }
         }
@@ -400,7 +499,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
       const ub = user === undefined ? undefined : shared.userBytes;
       if (pc.messages === undefined && pc.bytes === undefined && pl === NO_BUDGET && pt.messages === undefined && pt.bytes === undefined && um === undefined && ub === undefined) return undefined;
 
-      const now = Date.now();
+      touchClock(); // the buckets read the coarse clock: no clock read (and no boxed double) per PUBLISH
       const st = stateOf(client);
       const size = packet.payload.length;
       const lb = pl === NO_BUDGET ? undefined : listenerBuckets(client.listener);
@@ -410,7 +509,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
       let limit: LimitName = 'publish.perClient.messages';
       let w = 0;
       if (pc.messages !== undefined) {
-        w = waitFor(st.msg, pc.messages, 1, now);
+        w = waitFor(st.tat, MSG, pc.messages, 1);
         if (w > wait) {
           wait = w;
           spec = pc.messages;
@@ -418,7 +517,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
         }
       }
       if (pc.bytes !== undefined) {
-        w = waitFor(st.bytes, pc.bytes, size, now);
+        w = waitFor(st.tat, BYTES, pc.bytes, size);
         if (w > wait) {
           wait = w;
           spec = pc.bytes;
@@ -426,7 +525,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
         }
       }
       if (lb !== undefined && pl.messages !== undefined) {
-        w = waitFor(lb.msg, pl.messages, 1, now);
+        w = waitFor(lb, MSG, pl.messages, 1);
         if (w > wait) {
           wait = w;
           spec = pl.messages;
@@ -434,7 +533,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
         }
       }
       if (lb !== undefined && pl.bytes !== undefined) {
-        w = waitFor(lb.bytes, pl.bytes, size, now);
+        w = waitFor(lb, BYTES, pl.bytes, size);
         if (w > wait) {
           wait = w;
           spec = pl.bytes;
@@ -442,7 +541,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
         }
       }
       if (pt.messages !== undefined) {
-        w = waitFor(total.msg, pt.messages, 1, now);
+        w = waitFor(total, MSG, pt.messages, 1);
         if (w > wait) {
           wait = w;
           spec = pt.messages;
@@ -450,15 +549,22 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
         }
       }
       if (pt.bytes !== undefined) {
-        w = waitFor(total.bytes, pt.bytes, size, now);
+        w = waitFor(total, BYTES, pt.bytes, size);
         if (w > wait) {
           wait = w;
           spec = pt.bytes;
           limit = 'publish.total.bytes';
         }
       }
+      let umT: Tally | undefined;
+      let ubT: Tally | undefined;
       if (um !== undefined) {
-        w = um.wait(user as string, now);
+        if (st.um !== um) {
+          st.um = um;
+          st.umT = um.tally(user as string);
+        }
+        umT = st.umT as Tally;
+        w = um.wait(umT);
         if (w > wait) {
           wait = w;
           spec = pub.perUser.messages;
@@ -466,7 +572,12 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
         }
       }
       if (ub !== undefined) {
-        w = ub.wait(user as string, now);
+        if (st.ub !== ub) {
+          st.ub = ub;
+          st.ubT = ub.tally(user as string);
+        }
+        ubT = st.ubT as Tally;
+        w = ub.wait(ubT);
         if (w > wait) {
           wait = w;
           spec = pub.perUser.bytes;
@@ -475,10 +586,11 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
       }
       // Pass 2: count it everywhere — now, or (delay) as if it passed at the end of its wait.
       if (spec === undefined) {
-        commitPublish(st, lb, pc, pl, pt, total, um, ub, user, size, now);
+        commitPublish(st, lb, pc, pl, pt, total, um, umT, ub, ubT, size);
         return undefined;
       }
-      return overPublish(client, st, packet, spec, limit, wait, now, () => commitPublish(st, lb, pc, pl, pt, total, um, ub, user, size, now));
+      // the closure lives in another function: captured variables here would cost a context per call
+      return overPublishLater(client, st, packet, spec, limit, wait, lb, pc, pl, pt, um, umT, ub, ubT, size);
     },
 
     authorizeSubscribe(client: ClientInfo, sub: Subscription): Verdict | Promise<Verdict> {
@@ -486,17 +598,19 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
       const user = client.username;
       const ub = user === undefined ? undefined : shared.userSubscribe;
       if (pc === undefined && ub === undefined) return undefined;
-      const now = Date.now();
+      touchClock();
+      const now = clock();
       const st = stateOf(client);
       let wait = 0;
       let spec: RateSpec | undefined;
       let limit: LimitName = 'subscribe.perClient';
       if (pc !== undefined) {
-        wait = waitFor(st.sub, pc, 1, now);
+        wait = waitFor(st.tat, SUB, pc, 1);
         if (wait > 0) spec = pc;
       }
-      if (ub !== undefined) {
-        const w = ub.wait(user as string, now);
+      const subT = ub === undefined ? undefined : ub.tally(user as string);
+      if (ub !== undefined && subT !== undefined) {
+        const w = ub.wait(subT);
         if (w > wait) {
           wait = w;
           spec = s.subscribe.perUser;
@@ -504,8 +618,8 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
         }
       }
       const commit = () => {
-        if (pc !== undefined) take(st.sub, pc, 1, now);
-        if (user !== undefined) ub?.add(user, 1);
+        if (pc !== undefined) take(st.tat, SUB, pc, 1);
+        if (subT !== undefined) ub?.add(subT, 1);
       };
       if (spec === undefined) {
         commit();
@@ -531,6 +645,10 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
     },
 
     async close() {
+      stopWatchingAuth?.();
+      stopWatchingAuth = undefined;
+      removeAcceptCheck?.();
+      removeAcceptCheck = undefined;
       clearInterval(flusher);
       flusher = undefined;
       shared.userMessages?.flushAll();

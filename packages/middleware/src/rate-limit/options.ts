@@ -52,6 +52,11 @@ export interface RateLimitOptions {
   concurrent?: { perIp?: number | undefined; perListener?: Record<string, number>; total?: number | undefined };
   publish?: { perClient?: PublishBudgetInput; perUser?: PublishBudgetInput; perListener?: Record<string, PublishBudgetInput>; total?: PublishBudgetInput };
   subscribe?: { perClient?: RateSpecInput | undefined; perUser?: RateSpecInput | undefined };
+  /**
+   * Failed authentications per remote address (password guessing). Beyond the budget the address
+   * is refused at TCP accept until the window ends (`refuse`), or banned for `banFor` (`ban`).
+   */
+  authFailures?: { perIp?: RateSpecInput | undefined };
   /** Milliseconds between flushes of batched per-user counts to the store (default 100). */
   flushInterval?: number;
 }
@@ -66,6 +71,7 @@ export interface RateLimitSettings {
   concurrent: { perIp: number | undefined; perListener: Readonly<Record<string, number>>; total: number | undefined };
   publish: { perClient: PublishBudget; perUser: PublishBudget; perListener: Readonly<Record<string, PublishBudget>>; total: PublishBudget };
   subscribe: { perClient: RateSpec | undefined; perUser: RateSpec | undefined };
+  authFailures: { perIp: RateSpec | undefined };
 }
 
 const SOFT_CONNECTION: readonly Consequence[] = ['refuse', 'ban'];
@@ -136,5 +142,6 @@ export function normalizeRateLimits(o: RateLimitOptions): RateLimitSettings {
       perClient: spec('subscribe.perClient', o.subscribe?.perClient, SUBSCRIBE, 'refuse', false),
       perUser: spec('subscribe.perUser', o.subscribe?.perUser, SUBSCRIBE, 'refuse', true),
     },
+    authFailures: { perIp: spec('authFailures.perIp', o.authFailures?.perIp, SOFT_CONNECTION, 'refuse', true) },
   };
 }

@@ -10,6 +10,7 @@ import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import { Redis } from 'ioredis';
 import type { BrokerContext } from '@bastion/core';
 import type { RateSpec, RateStoreOptions } from './options.js';
+import { CLOCK, clock } from './bucket.js';
 
 type Logger = BrokerContext['logger'];
 
@@ -74,22 +75,25 @@ export function overBudget(err: unknown): err is RateLimiterRes {
   return err instanceof RateLimiterRes;
 }
 
-interface Tally {
+/** One key's local count in a batched budget (cache it: the hot path then needs no lookup). */
+export interface Tally {
+  readonly key: string;
   pending: number;
-  /** Epoch ms until which the store said this key is over budget. */
+  /** clock() ms until which the store said this key is over budget. */
   blockedUntil: number;
+  dirty: boolean;
 }
 
 /**
- * A shared budget consulted in batches. `wait(key, now)` is synchronous: how long the key is still
- * over budget according to the store's last answer (0 = go). `add` counts locally; counts are
- * flushed on a timer, or at once when they reach a twentieth of the budget.
+ * A shared budget consulted in batches. `wait(tally, now)` is synchronous: how long the key is
+ * still over budget according to the store's last answer (0 = go). `add` counts locally; counts
+ * are flushed on a timer, or at once when they reach a twentieth of the budget.
  */
 export class BatchedBudget {
   readonly #limiter: RateLimiterAbstract;
   readonly #flushAt: number;
   readonly #tallies = new Map<string, Tally>();
-  readonly #dirty = new Set<string>();
+  #dirty: Tally[] = [];
   readonly #onError: (err: unknown) => void;
 
   constructor(limiter: RateLimiterAbstract, spec: RateSpec, onError: (err: unknown) => void) {
@@ -98,46 +102,58 @@ export class BatchedBudget {
     this.#onError = onError;
   }
 
-  wait(key: string, now: number): number {
-    const t = this.#tallies.get(key);
-    return t !== undefined && t.blockedUntil > now ? t.blockedUntil - now : 0;
-  }
-
-  add(key: string, amount: number): void {
+  tally(key: string): Tally {
     let t = this.#tallies.get(key);
     if (t === undefined) {
-      t = { pending: 0, blockedUntil: 0 };
+      if (this.#tallies.size > 100_000) this.#forgetIdle();
+      t = { key, pending: 0, blockedUntil: 0, dirty: false };
       this.#tallies.set(key, t);
     }
+    return t;
+  }
+
+  /** Milliseconds the key is still over budget at CLOCK (0 = go). */
+  wait(t: Tally): number {
+    const now = CLOCK[0] as number;
+    return t.blockedUntil > now ? t.blockedUntil - now : 0;
+  }
+
+  add(t: Tally, amount: number): void {
     t.pending += amount;
-    if (t.pending >= this.#flushAt) this.#flush(key, t);
-    else this.#dirty.add(key);
+    if (t.pending >= this.#flushAt) this.#flush(t);
+    else if (!t.dirty) {
+      t.dirty = true;
+      this.#dirty.push(t);
+    }
   }
 
-  /** Send every local count to the store; forget keys with nothing pending and no block. */
+  /** Send every local count to the store. */
   flushAll(): void {
-    const now = Date.now();
-    for (const key of this.#dirty) {
-      const t = this.#tallies.get(key);
-      if (t !== undefined && t.pending > 0) this.#flush(key, t);
-    }
-    this.#dirty.clear();
-    if (this.#tallies.size > 10_000) {
-      for (const [key, t] of this.#tallies) if (t.pending === 0 && t.blockedUntil <= now) this.#tallies.delete(key);
+    const dirty = this.#dirty;
+    if (dirty.length === 0) return;
+    this.#dirty = [];
+    for (const t of dirty) {
+      t.dirty = false;
+      if (t.pending > 0) this.#flush(t);
     }
   }
 
-  #flush(key: string, t: Tally): void {
+  /** Forget keys with nothing pending and no block (many distinct users: memory stays bounded). */
+  #forgetIdle(): void {
+    const now = clock();
+    for (const [key, t] of this.#tallies) if (t.pending === 0 && !t.dirty && t.blockedUntil <= now) this.#tallies.delete(key);
+  }
+
+  #flush(t: Tally): void {
     const n = t.pending;
     t.pending = 0;
-    this.#dirty.delete(key);
-    this.#limiter.consume(key, n).then(
+    this.#limiter.consume(t.key, n).then(
       (res) => {
         // the budget is used up exactly: whatever comes next is over it
-        if (res.remainingPoints <= 0) t.blockedUntil = Date.now() + res.msBeforeNext;
+        if (res.remainingPoints <= 0) t.blockedUntil = clock() + res.msBeforeNext;
       },
       (err: unknown) => {
-        if (overBudget(err)) t.blockedUntil = Date.now() + err.msBeforeNext;
+        if (overBudget(err)) t.blockedUntil = clock() + err.msBeforeNext;
         else this.#onError(err);
       },
     );

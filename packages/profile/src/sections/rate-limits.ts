@@ -41,6 +41,7 @@ export interface RateLimitSettings {
   concurrent: { perIp?: number; perListener: Record<string, number>; total?: number };
   publish: { perClient: PublishBudget; perUser: PublishBudget; perListener: Record<string, PublishBudget>; total: PublishBudget };
   subscribe: { perClient?: RateSpec; perUser?: RateSpec };
+  authFailures: { perIp?: RateSpec };
 }
 
 const PER = { min: 1, max: 86_400_000 };
@@ -120,6 +121,12 @@ const schema = z.strictObject({
     })
     .optional()
     .describe('SUBSCRIBE budgets.'),
+  authFailures: z
+    .strictObject({
+      perIp: spec('count', ['refuse', 'ban'], 'failed authentications').optional().describe('Failed authentications from one remote address (password guessing). Beyond it the address is refused at TCP accept until the window ends (refuse), or banned for `banFor` at once (ban). Tier 1–2: none, tier 3: 10 per 1m, tier 4: 5 per 1m then a 10m ban.'),
+    })
+    .optional()
+    .describe('Budgets of failed authentications, counted in the shared store.'),
 });
 
 type Parsed = z.output<typeof schema>;
@@ -136,10 +143,11 @@ const TIER_DEFAULTS: ReadonlyArray<{
   messages: Partial4;
   bytes: Partial4;
   subscribe: Partial4;
+  authFailures?: Partial4;
 }> = [
   { perIp: { rate: 200, per: 10 * S }, concurrentPerIp: 1000, concurrentTotal: 50_000, messages: { rate: 5000, burst: 10_000 }, bytes: { rate: 32 * 2 ** 20, burst: 64 * 2 ** 20 }, subscribe: { rate: 200, burst: 1000 } },
   { perIp: { rate: 100, per: 10 * S }, concurrentPerIp: 500, concurrentTotal: 50_000, messages: { rate: 2000, burst: 4000 }, bytes: { rate: 16 * 2 ** 20, burst: 32 * 2 ** 20 }, subscribe: { rate: 100, burst: 500 } },
-  { perIp: { rate: 50, per: 10 * S }, concurrentPerIp: 200, concurrentTotal: 20_000, messages: { rate: 1000, burst: 2000 }, bytes: { rate: 8 * 2 ** 20, burst: 16 * 2 ** 20 }, subscribe: { rate: 50, burst: 250 } },
+  { perIp: { rate: 50, per: 10 * S }, concurrentPerIp: 200, concurrentTotal: 20_000, messages: { rate: 1000, burst: 2000 }, bytes: { rate: 8 * 2 ** 20, burst: 16 * 2 ** 20 }, subscribe: { rate: 50, burst: 250 }, authFailures: { rate: 10, per: M } },
   {
     perIp: { rate: 30, per: 10 * S, consequence: 'ban', strikes: 5, banFor: 10 * M },
     concurrentPerIp: 100,
@@ -147,6 +155,7 @@ const TIER_DEFAULTS: ReadonlyArray<{
     messages: { rate: 1000, burst: 2000 },
     bytes: { rate: 8 * 2 ** 20, burst: 16 * 2 ** 20 },
     subscribe: { rate: 50, burst: 250, consequence: 'disconnect', strikes: 10 },
+    authFailures: { rate: 5, per: M, consequence: 'ban', banFor: 10 * M },
   },
 ];
 
@@ -229,6 +238,10 @@ export const rateLimitsSection = defineSection({
     const su = pick(sb?.perUser, undefined, 'refuse', ['subscribe', 'perUser'], true);
     if (su) subscribe.perUser = su;
 
-    return { store, connections, concurrent, publish, subscribe };
+    const authFailures: RateLimitSettings['authFailures'] = {};
+    const af = pick(parsed?.authFailures?.perIp, d.authFailures, 'refuse', ['authFailures', 'perIp'], true);
+    if (af) authFailures.perIp = af;
+
+    return { store, connections, concurrent, publish, subscribe, authFailures };
   },
 });
