@@ -49,6 +49,8 @@ function profile(on, dir) {
     listeners: [{ name: 'tcp', protocol: 'mqtt', host: '127.0.0.1', port: 0 }],
     authentication: { passwords: { file: path.join(dir, 'users.txt') } },
     logging: { level: 'silent' },
+    // the default per-client publish budget (5000/s at tier 1) would cap both sides alike
+    rateLimits: { enabled: false },
   };
   if (!on) return base;
   return {

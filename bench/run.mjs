@@ -105,12 +105,12 @@ async function measureOnce(rep, scenario, target) {
   if (target.external) {
     const port = await freePort();
     external = await target.command({ tlsDir: tlsDir?.dir, port });
-    broker = launchExternal(external.argv, { cpu, name: `broker ${target.name}`, port });
+    broker = launchExternal(flags.nice ? ['nice', '-n', String(flags.nice), ...external.argv] : external.argv, { cpu, name: `broker ${target.name}`, port });
   } else {
     const brokerArgs = [target.name];
     if (tlsDir) brokerArgs.push('--tls-dir', tlsDir.dir);
     // --expose-gc: the memory scenario reads the heap after a full collection
-    broker = launch(BROKER, brokerArgs, { cpu, name: `broker ${target.name}`, execArgv: ['--expose-gc'] });
+    broker = launch(BROKER, brokerArgs, { cpu, name: `broker ${target.name}`, execArgv: ['--expose-gc'], nice: flags.nice || undefined });
   }
   live.add(broker);
   let generator;
@@ -118,7 +118,7 @@ async function measureOnce(rep, scenario, target) {
   try {
     const listening = await broker.waitFor('listening', 30_000);
     if (listening.info) targetInfo[target.name] = listening.info;
-    generator = launch(GENERATOR, [], { cpu: pinning.enabled ? pinning.generator : undefined, name: 'generator' });
+    generator = launch(GENERATOR, [], { cpu: pinning.enabled ? pinning.generator : undefined, name: 'generator', nice: flags.nice || undefined });
     live.add(generator);
     await generator.waitFor('ready', 30_000);
     const conn = connectionFor(target, listening.port, tlsDir);
@@ -232,6 +232,7 @@ async function main() {
     disturbedPct: DISTURBED_PCT,
     params,
     pinning,
+    nice: flags.nice,
     tls: tlsDir ? { source: tlsDir.source, negotiated: negotiated || undefined } : undefined,
     scenarios: scenarios.map(({ name, description, unit }) => ({ name, description, unit })),
     targets: targets.map(({ name, description, transport, baseline, alsoVs, mosquitto, tier }) => ({ name, description, transport, baseline, alsoVs, mosquitto, tier, info: targetInfo[name] })),

@@ -125,6 +125,18 @@ describe('the patches are registered and applied', () => {
     expect(packets[0]?.payload?.toString()).toBe('hello');
     expect(packets[2]?.payload?.length).toBe(300);
   });
+
+  it('the parser keeps only the protocol version of a CONNECT, not its password, for the life of the connection', async () => {
+    const mqttPacket = (await import(await installedEntry('mqtt-packet', 'aedes'))) as { default?: unknown } & Record<string, unknown>;
+    const mp = (mqttPacket.default ?? mqttPacket) as { parser: () => NodeJS.EventEmitter & { parse(b: Buffer): number; settings: Record<string, unknown> }; generate(p: object): Buffer };
+    const parser = mp.parser();
+    const got: Array<{ cmd: string; password?: Buffer }> = [];
+    parser.on('packet', (p) => got.push(p));
+    parser.parse(mp.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'c', keepalive: 30, username: 'u', password: Buffer.from('secret') }));
+    expect(got[0]?.password?.toString()).toBe('secret'); // the packet itself is complete
+    expect(parser.settings).toEqual({ protocolVersion: 4, bridgeMode: undefined });
+    expect(JSON.stringify(parser.settings)).not.toContain('secret');
+  });
 });
 
 describe.each(implementations)('%s: behaviour the patches must not change', (_name, load) => {

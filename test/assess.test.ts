@@ -15,6 +15,8 @@ import { BIN, bastion, type CliResult } from './support/cli.js';
 import { EXAMPLES, exampleSite, type Site } from './support/tier-site.js';
 
 const silent = pino({ level: 'silent' });
+/** These tests run the built CLI several times; a loaded machine needs the headroom (no timing is asserted). */
+const CLI_TIMEOUT = 90_000;
 const redisUrl = inject('redisUrl');
 
 function find(a: Assessment, id: string): SubcategoryAssessment {
@@ -124,7 +126,7 @@ describe('bastion profile assess', () => {
     expect(t.code).toBe(0);
     expect(t.stdout).toMatch(/PR\.CS-3 +Two-factor authentication +broker +4 +4 +ok +authentication: two factors required: certificate \+ password/);
     expect(t.stdout).toMatch(/0 gaps/);
-  });
+  }, CLI_TIMEOUT);
 
   it('every example assesses; a lower tier against a higher target shows its gaps and exits 3', async () => {
     const one = await site('tier-1');
@@ -146,14 +148,14 @@ describe('bastion profile assess', () => {
     // the tier-2 example records one exception: the assessment shows it
     const two = json(bastion(['profile', 'assess', '--profile', sites[1]!.profile, '--json']).stdout);
     expect(find(two, 'PR.AC-1').exceptions[0]).toMatchObject({ key: 'listeners[1]', approvedBy: 'plant security officer' });
-  });
+  }, CLI_TIMEOUT);
 
   it('usage and failures: a missing --profile is a usage error; an unreadable profile fails', () => {
     expect(bastion(['profile', 'assess']).code).toBe(2);
     const missing = bastion(['profile', 'assess', '--profile', '/nonexistent/p.yaml']);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/\/nonexistent\/p\.yaml:0:0 \(root\): file not found/);
-  });
+  }, CLI_TIMEOUT);
 
   it('--live measures the running broker, not the file', async () => {
     const s = await site('tier-4');
@@ -182,5 +184,5 @@ describe('bastion profile assess', () => {
     const refused = await bastionAsync(['profile', 'assess', ...live]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/401/);
-  });
+  }, CLI_TIMEOUT);
 });

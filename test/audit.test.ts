@@ -69,7 +69,8 @@ function tampered(file: string, name: string, edit: (lines: string[]) => string[
   return out;
 }
 
-describe('audit log', () => {
+// these tests run the built CLI several times: slow on a loaded machine
+describe('audit log', { timeout: 90_000 }, () => {
   it('records security events, detections, responses and publish receipts, hash-chained with an HMAC; verify passes', async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'bastion-audit-'));
     const file = path.join(dir, 'audit.log');

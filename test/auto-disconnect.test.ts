@@ -125,6 +125,29 @@ describe('TLS handshake timeout', () => {
   });
 });
 
+describe('WebSocket upgrade timeout', () => {
+  it('closes a wss socket that sends its HTTP upgrade byte by byte (slowloris); WebSocket clients still connect', async () => {
+    const pki = makeTestPki();
+    dirs.push(pki.dir);
+    const { port } = await start(
+      { listeners: [{ protocol: 'wss', port: 0 }], tls: { cert: 'server.pem', key: 'server-key.pem', handshakeTimeout: '1s' } },
+      pki.dir,
+    );
+    const slow = await new Promise<tls.TLSSocket>((resolve, reject) => {
+      const s = tls.connect({ host: '127.0.0.1', port, ca: pki.ca.certPem, servername: 'localhost', localAddress: ATTACKER }, () => resolve(s));
+      s.once('error', reject);
+    });
+    slow.on('error', () => {});
+    slow.resume(); // read what comes (a 408), so the end of the stream is seen
+    sockets.push(slow as unknown as net.Socket);
+    slow.write('GET /mqtt HTTP/1.1\r\nHost: localhost\r\n'); // and never the rest
+    const c = await connect(`wss://127.0.0.1:${port}/mqtt`, { ca: pki.ca.certPem, servername: 'localhost', clientId: 'wss-ok' } as mqtt.IClientOptions);
+    clients.push(c);
+    await socketClosed(slow as unknown as net.Socket, 6000);
+    expect(c.connected).toBe(true);
+  });
+});
+
 describe('keepalive', () => {
   it('caps a long keepalive: a client that asks for 60 s and goes quiet is closed after 1.5 × the cap', async () => {
     const { port, events } = await start({ disconnect: { keepalive: { max: 1 } } });

@@ -315,14 +315,14 @@ describe('DE.ID-3 undeliverable messages', () => {
 describe('DE.ID-4 clients that connect but send no data', () => {
   it('a silent connection is detected and disconnected; a client that subscribed is not', async () => {
     const { port, url, events } = await start({
-      detectors: { silentClients: { after: '400ms' } },
+      detectors: { silentClients: { after: '1500ms' } },
       responses: { rules: [{ detector: 'silent-clients', actions: ['disconnect'] }] },
     });
     const good = await legit(url);
     await good.subscribeAsync('legit/#');
     const idle = await tryConnectFrom(port, ATTACKER, { clientId: 'idle', username: 'mallory', password: 'mallory-password', keepalive: 60 });
     if (isRefusal(idle)) throw new Error('idle client refused');
-    await closed(idle, 5000);
+    await closed(idle, 10_000);
     expect(detections(events, 'silent-clients')).toHaveLength(1);
     expect(detections(events, 'silent-clients')[0]).toMatchObject({ control: 'DE.ID-4', clientId: 'idle', remoteAddress: ATTACKER, detail: { key: 'connection' } });
     expect(actions(events, 'disconnect')[0]).toMatchObject({ clientId: 'idle', detail: { outcome: 'done' } });

@@ -4,7 +4,7 @@
  */
 import { describe, it, expect, afterEach, inject } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,7 +13,7 @@ import mqtt from 'mqtt';
 import { pino } from 'pino';
 import { createBroker, type Bastion, type SecurityEvent } from '@bastion/broker';
 import { hashPassword, writeUsersFile, type RateLimit } from '@bastion/middleware';
-import type { ProfileInput } from '@bastion/profile';
+import { parseProfile, type ProfileInput } from '@bastion/profile';
 import { connect, tryConnect, isRefusal, collect, closed, waitFor, nextMessage } from './support/mqtt.js';
 import { connectPacket, rawSocket, subscribePacket, firstData, tryConnectFrom } from './support/raw-mqtt.js';
 
@@ -360,5 +360,34 @@ describe('a Redis store shared by two broker processes', () => {
     // the legitimate address has its own budget on both brokers
     clients.push(await connect(`mqtt://127.0.0.1:${a.port}`, { clientId: 'legit-a' }));
     clients.push(await connect(`mqtt://127.0.0.1:${b.port}`, { clientId: 'legit-b' }));
+  });
+});
+
+describe('docs/limits.md', () => {
+  it('its example profile is valid and resolves to the limits it shows', () => {
+    const text = readFileSync(new URL('../docs/limits.md', import.meta.url), 'utf8');
+    const yaml = /```yaml\n([\s\S]*?)```/.exec(text)?.[1];
+    expect(yaml).toBeDefined();
+    const p = parseProfile(yaml!, { file: 'docs/limits.md', baseDir: tmpdir(), env: { BASTION_REDIS_URL: 'redis://127.0.0.1:6379' } });
+    expect(p.rateLimits?.store).toEqual({ type: 'redis', url: 'redis://127.0.0.1:6379', keyPrefix: 'plant-a:rl:' });
+    expect(p.rateLimits?.connections.perIp).toMatchObject({ rate: 30, per: 10_000, consequence: 'ban', strikes: 5, banFor: 900_000 });
+    expect(p.rateLimits?.publish.perClient.bytes).toMatchObject({ rate: 2 ** 20, burst: 4 * 2 ** 20, consequence: 'drop' });
+    expect(p.rateLimits?.authFailures.perIp).toMatchObject({ rate: 10, per: 60_000, consequence: 'refuse' });
+    expect(p.disconnect).toMatchObject({ keepalive: { max: 300, overMax: 'cap', refuseZero: true }, idleTimeout: 6 * 3_600_000, maxAge: 12 * 3_600_000, maxAgeJitter: 0.2 });
+    expect(p.protocol).toMatchObject({ maxTopicLength: 512, maxQueuedPerClient: 500, clientId: { maxLength: 64, pattern: '^[a-z0-9][a-z0-9-]*$' }, slowConsumer: { maxBacklog: 2 ** 20 } });
+  });
+
+  it('tier defaults tighten with the tier of PR.SS, and a shared budget counts whole seconds', () => {
+    const base = { version: 1 as const, listeners: [{ protocol: 'mqtt' as const, port: 1883 }] };
+    const t1 = parseProfile(JSON.stringify({ ...base, tier: 1 }), { file: 't1.yaml', baseDir: tmpdir() });
+    const t3 = parseProfile(JSON.stringify({ ...base, tier: 1, tiers: { 'PR.SS': 3 } }), { file: 't3.yaml', baseDir: tmpdir() });
+    expect(t1.rateLimits?.authFailures.perIp).toBeUndefined();
+    expect(t3.rateLimits?.authFailures.perIp?.rate).toBe(10);
+    expect(t3.rateLimits!.publish.perClient.messages!.rate).toBeLessThan(t1.rateLimits!.publish.perClient.messages!.rate);
+    expect(t1.disconnect?.maxAge).toBe(0);
+    expect(t3.disconnect?.maxAge).toBe(24 * 3_600_000);
+    expect(t3.protocol!.maxSubscriptionsPerClient).toBeLessThan(t1.protocol!.maxSubscriptionsPerClient);
+    expect(() => parseProfile(JSON.stringify({ ...base, rateLimits: { connections: { perIp: { rate: 5, per: '1500ms' } } } }), { file: 'bad.yaml', baseDir: tmpdir() })).toThrow(/whole seconds/);
+    expect(() => parseProfile(JSON.stringify({ ...base, rateLimits: { publish: { perClient: { messages: { rate: 5, consequence: 'refuse' } } } } }), { file: 'bad2.yaml', baseDir: tmpdir() })).toThrow();
   });
 });

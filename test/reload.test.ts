@@ -242,7 +242,7 @@ describe('bastion start and bastion reload', () => {
     expect(await running.stop()).toBe(0);
     expect(existsSync(pidFile)).toBe(false);
     rmSync(site.dir, { recursive: true, force: true });
-  }, 40_000);
+  }, 60_000);
 
   it('`bastion reload --url` reloads through the admin API and prints what changed or why not', async () => {
     const site = siteDir();
@@ -269,5 +269,5 @@ describe('bastion start and bastion reload', () => {
     // usage
     expect(bastion(['reload']).code).toBe(2);
     expect(bastion(['reload', '--pid-file', path.join(site.dir, 'none.pid')]).code).toBe(1);
-  });
+  }, 60_000);
 });

@@ -121,17 +121,17 @@ describe('response policies', () => {
   it('repeat offenders are banned for longer each time', async () => {
     const { port, url, events } = await start({
       detectors: AUTH,
-      responses: { ban: { duration: '1s', factor: 3, maxDuration: '1h' }, rules: [{ detector: 'auth-failures', keys: ['ip'], actions: ['ban'] }] },
+      responses: { ban: { duration: '2s', factor: 3, maxDuration: '1h' }, rules: [{ detector: 'auth-failures', keys: ['ip'], actions: ['ban'] }] },
     });
     const good = await user(url, 'legit');
     await bruteForce(port, 6, 'first');
     await waitFor(() => actions(events, 'ban').length === 1, 5000, 'the first ban');
-    expect(actions(events, 'ban')[0]).toMatchObject({ detail: { outcome: 'done', duration: 1000, offence: 1 } });
+    expect(actions(events, 'ban')[0]).toMatchObject({ detail: { outcome: 'done', duration: 2000, offence: 1 } });
     expect(isRefusal(await tryConnectFrom(port, ATTACKER, { clientId: 'during', username: 'alice', password: 'alice-password' }))).toBe(true);
-    await new Promise((r) => setTimeout(r, 1100)); // the first ban lapses
+    await new Promise((r) => setTimeout(r, 2100)); // the first ban lapses
     await bruteForce(port, 6, 'second');
     await waitFor(() => actions(events, 'ban').length === 2, 5000, 'the second ban');
-    expect(actions(events, 'ban')[1]).toMatchObject({ detail: { outcome: 'done', duration: 3000, offence: 2 } });
+    expect(actions(events, 'ban')[1]).toMatchObject({ detail: { outcome: 'done', duration: 6000, offence: 2 } });
     expect(good.connected).toBe(true);
   });
 

@@ -32,6 +32,8 @@ options:
                    of the broker's or generator's CPU during it (default 2; the least disturbed
                    attempt is kept, the others are listed in the JSON as discarded)
   --no-pin         do not pin broker and generator to CPUs with taskset
+  --nice N         run broker and generator at this nice value (default -10 when run as root, so other
+                   jobs on a shared machine disturb fewer measurements; 0 = unchanged)
   --json           print only the JSON result (still written to bench/results/)
   -h, --help       this text
 
@@ -44,6 +46,11 @@ function positiveInt(name, raw, { min = 1, max = Number.MAX_SAFE_INTEGER } = {})
   if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`--${name} must be at least ${min}, got ${raw}`);
   if (n > max) throw new UsageError(`--${name} must be at most ${max}, got ${raw}`);
   return n;
+}
+
+function niceValue(raw) {
+  if (!/^-?\d+$/.test(raw) || Number(raw) < -20 || Number(raw) > 19) throw new UsageError(`--nice wants a whole number from -20 to 19, got '${raw}'`);
+  return Number(raw);
 }
 
 function list(name, raw, known, defaults = known) {
@@ -79,6 +86,7 @@ export function parseFlags(argv) {
         'latency-seconds': { type: 'string' },
         retries: { type: 'string' },
         'no-pin': { type: 'boolean', default: false },
+        nice: { type: 'string' },
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -91,6 +99,7 @@ export function parseFlags(argv) {
     help: v.help,
     json: v.json,
     pin: !v['no-pin'],
+    nice: v.nice === undefined ? (process.getuid?.() === 0 ? -10 : 0) : niceValue(v.nice),
     reps: positiveInt('reps', v.reps) ?? 3,
     retries: positiveInt('retries', v.retries, { min: 0 }) ?? 2,
     scenarios: list('only', v.only, SCENARIO_NAMES),

@@ -24,17 +24,20 @@ export async function makeTlsDir() {
     if (typeof pki.createCA !== 'function' || typeof pki.issueServerCert !== 'function') {
       throw new Error('@bastion/pki does not export createCA/issueServerCert');
     }
-    const ca = pki.createCA({ commonName: 'bench CA' });
-    const srv = pki.issueServerCert(ca, { commonName: 'localhost', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+    // P-256 keys, as a field deployment would choose for handshake cost (the CLI's default is
+    // RSA-2048); every TLS target gets the same certificate, so the ratios do not depend on it
+    const keyType = 'ec-p256';
+    const ca = pki.createCA({ commonName: 'bench CA', keyType });
+    const srv = pki.issueServerCert(ca, { commonName: 'localhost', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], keyType });
     await writeFile(files.caFile, ca.certPem, { mode: 0o600 });
     await writeFile(files.certFile, srv.certPem, { mode: 0o600 });
     await writeFile(files.keyFile, srv.keyPem, { mode: 0o600 });
     if (typeof pki.issueClientCert === 'function') {
-      const cli = pki.issueClientCert(ca, { commonName: 'bench' });
+      const cli = pki.issueClientCert(ca, { commonName: 'bench', keyType });
       await writeFile(files.clientCertFile, cli.certPem, { mode: 0o600 });
       await writeFile(files.clientKeyFile, cli.keyPem, { mode: 0o600 });
     }
-    source = '@bastion/pki (CA, server and client certificates)';
+    source = '@bastion/pki (CA, server and client certificates, EC P-256)';
   } catch (err) {
     // Safety net only, so a broken @bastion/pki build does not stop the TCP/TLS comparison:
     // a throwaway self-signed certificate (it is its own CA). The run records which one was used.

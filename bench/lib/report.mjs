@@ -29,6 +29,7 @@ function rowCells(r) {
   if (r.generatorCpuPct.median >= SATURATED_PCT) flags.push('generator-bound');
   if (r.otherLoadPct.max >= DISTURBED_PCT) flags.push('disturbed');
   if (r.p50.n > 0) flags.push(`p50 ${r.p50.median.toFixed(2)}, p99.9 ${r.p999.median.toFixed(2)} ms`);
+  if (r.heapPerConnection?.n > 0) flags.push(`JS heap ${int(r.heapPerConnection.median)} B/conn`);
   return [
     r.scenario,
     r.target,
@@ -124,6 +125,7 @@ export function formatReport(result) {
       ? `pinning: broker on CPU ${pinning.broker}, generator on CPU ${pinning.generator} (taskset)`
       : `pinning: none (${pinning.reason}) — broker and generator share the CPUs`,
   );
+  if (result.nice) out.push(`priority: broker and generator at nice ${result.nice}`);
   if (tls) out.push(`TLS: ${tls.source}${tls.negotiated ? `; negotiated ${tls.negotiated}` : ''}`);
   out.push('');
 

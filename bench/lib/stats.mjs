@@ -75,6 +75,7 @@ export function summarizeRun(samples, { scenarios, targets }) {
         higherIsBetter: scenario.higherIsBetter !== false,
         p50: summarize(ok.map((s) => s.p50).filter((x) => typeof x === 'number')),
         p999: summarize(ok.map((s) => s.p999).filter((x) => typeof x === 'number')),
+        heapPerConnection: summarize(ok.map((s) => s.heapBytesPerConnection).filter((x) => typeof x === 'number')),
         ratio: null,
         vsMosquitto: null,
       };

@@ -178,7 +178,7 @@ function tlsRefusal(client: ClientInfo, next: TlsListener['tls'], cas: readonly 
 }
 
 async function planTls(broker: Bastion, prev: Profile, next: Profile, plan: Plan): Promise<boolean> {
-  let changed = false;
+  const installs: Array<{ i: number; l: TlsListener; material: TlsOptions; changedSettings: boolean; cas: X509Certificate[] | undefined }> = [];
   for (const [i, l] of next.listeners.entries()) {
     const before = prev.listeners[i];
     if (!isTls(l) || before === undefined || !isTls(before)) continue;
@@ -194,24 +194,30 @@ async function planTls(broker: Bastion, prev: Profile, next: Profile, plan: Plan
       plan.issues.push(issue(`listeners[${i}].tls`, `listener "${l.name}": ${problem}`));
       continue;
     }
-    if (isDeepStrictEqual(before.tls, l.tls)) continue; // same settings: the files are refreshed by tls-certificates
-    if (before.tls.handshakeTimeout !== l.tls.handshakeTimeout) {
+    const changedSettings = !isDeepStrictEqual(before.tls, l.tls);
+    if (changedSettings && before.tls.handshakeTimeout !== l.tls.handshakeTimeout) {
       plan.issues.push(restart(`listeners[${i}].tls.handshakeTimeout`, `listener ${l.name}: the TLS handshake timeout changed (${before.tls.handshakeTimeout} → ${l.tls.handshakeTimeout} ms)`));
       continue;
     }
-    changed = true;
+    if (changedSettings) {
+      const b = before.tls as unknown as Record<string, unknown>;
+      const n = l.tls as unknown as Record<string, unknown>;
+      const what = Object.keys(n).filter((k) => !isDeepStrictEqual(b[k], n[k])).map((k) => `${k} ${show(b[k])} → ${show(n[k])}`).join(', ');
+      plan.changes.push(`listeners[${i}] (${l.name}): TLS ${what}`);
+    }
+    const cas = changedSettings && !isDeepStrictEqual(before.tls.ca, l.tls.ca) ? (material.ca as Buffer[] | undefined)?.map((c) => new X509Certificate(c)) : undefined;
+    installs.push({ i, l, material, changedSettings, cas });
+  }
+  // Same settings everywhere: tls-certificates re-reads the files (refresh below). Otherwise every
+  // TLS listener gets its checked set here (the control then follows the new files from scratch).
+  if (!installs.some((x) => x.changedSettings)) return false;
+  for (const { i, l, material, changedSettings, cas } of installs) {
     const coreName = broker.openListeners[i]?.name ?? l.name;
-    const what = Object.keys(l.tls)
-      .filter((k) => !isDeepStrictEqual((before.tls as unknown as Record<string, unknown>)[k], (l.tls as unknown as Record<string, unknown>)[k]))
-      .map((k) => `${k} ${show((before.tls as unknown as Record<string, unknown>)[k])} → ${show((l.tls as unknown as Record<string, unknown>)[k])}`)
-      .join(', ');
-    const caChanged = !isDeepStrictEqual(before.tls.ca, l.tls.ca);
-    const cas = caChanged ? (material.ca as Buffer[] | undefined)?.map((b) => new X509Certificate(b)) : undefined;
-    plan.changes.push(`listeners[${i}] (${l.name}): TLS ${what}`);
     plan.steps.push({
       what: `TLS of listener ${l.name}`,
       run: () => {
         broker.setListenerTls(coreName, material);
+        if (!changedSettings) return;
         const refused = new Map<string, string>();
         for (const c of broker.clients()) {
           if (c.listener !== coreName) continue;
@@ -222,7 +228,7 @@ async function planTls(broker: Bastion, prev: Profile, next: Profile, plan: Plan
       },
     });
   }
-  return changed;
+  return true;
 }
 
 function planAuthentication(broker: Bastion, prev: Profile, next: Profile, plan: Plan): void {

@@ -71,7 +71,6 @@ export interface CoreBrokerOptions {
 }
 
 const kLive = Symbol('bastion.client');
-const kConnInfo = Symbol('bastion.connection');
 
 type WiredClient = AedesClient & {
   [kLive]?: LiveClient;
@@ -81,7 +80,7 @@ type WiredClient = AedesClient & {
   _nextBatch?: (err?: Error | null) => void;
   subscriptions: Record<string, { qos: number }>;
 };
-type WiredConn = Duplex & { [kConnInfo]?: ConnectionInfo };
+type WiredConn = Duplex; // the ConnectionInfo is not kept on the socket: LiveClient has what it needs
 
 const CORE = 'core';
 
@@ -542,7 +541,6 @@ export class BastionBroker extends EventEmitter {
         detail: { size, limit: this.#maxPacketSize },
       });
     });
-    conn[kConnInfo] = info;
     const client = (this.#aedes as Aedes).handle(conn) as WiredClient;
     client[kLive] = live;
     live[kWire] = client;

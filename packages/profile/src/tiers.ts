@@ -232,9 +232,12 @@ function sectionRow(section: AnySection): TierRow {
   };
 }
 
-/** Every row: the base keys, then the control sections in registry order. */
-export function tierRows(): TierRow[] {
-  return [...BASE_ROWS, ...Object.values(sections as unknown as Record<string, AnySection>).filter((s) => !META_SECTIONS.has(s.key)).map(sectionRow)];
+let rows: readonly TierRow[] | undefined;
+
+/** Every row: the base keys, then the control sections in registry order (built once: sections are static). */
+export function tierRows(): readonly TierRow[] {
+  rows ??= [...BASE_ROWS, ...Object.values(sections as unknown as Record<string, AnySection>).filter((s) => !META_SECTIONS.has(s.key)).map(sectionRow)];
+  return rows;
 }
 
 /** Every floor of every row. */

@@ -1,6 +1,7 @@
 /**
  * The registry of control sections. To add one: write `sections/<name>.ts` exporting a
- * `defineSection({ key, schema, resolve })` and add it to this object (key = the profile key).
+ * `defineSection({ key, schema, resolve, tiers })` and add it to this object (key = the profile key).
+ * `tiers` declares the section's tier presets and floors: see section.ts and docs/tiers.md.
  */
 import type { z } from 'zod';
 import type { Section } from './section.js';
