@@ -229,6 +229,10 @@ export function protocolLimits(options: ProtocolLimitsOptions = {}): ProtocolLim
     },
 
     limitQueues(p) {
+      if (typeof p?.outgoingEnqueue !== 'function' || typeof p.outgoingEnqueueCombi !== 'function' || typeof p.outgoingClearMessageId !== 'function') {
+        ctx?.logger.warn('protocol-limits: this persistence has no outgoing queue methods; maxQueuedPerClient is not enforced');
+        return;
+      }
       const enqueue = p.outgoingEnqueue.bind(p);
       const combi = p.outgoingEnqueueCombi.bind(p);
       const clear = p.outgoingClearMessageId.bind(p);

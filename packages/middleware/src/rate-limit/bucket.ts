@@ -35,7 +35,11 @@ function tick(): void {
 
 /** The coarse clock, started if it was idle. Call once per packet, then read CLOCK[0]. */
 export function touchClock(): void {
-  used = true;
+  if (!used) {
+    // the first reader after a tick refreshes it: one clock read per tick, not per packet
+    used = true;
+    CLOCK[0] = performance.now();
+  }
   if (ticker === undefined) {
     CLOCK[0] = performance.now();
     idleTicks = 0;
