@@ -32,7 +32,7 @@ const LIMITS_ON = {
   rateLimits: {
     // per-address connection limits as a tier-3 deployment has them: these are what the flood meets
     connections: { perIp: { rate: 50, per: '10s' }, total: { rate: 100_000, per: '1s' } },
-    concurrent: { perIp: 200, total: 20_000 },
+    concurrent: { perIp: 200, total: 20_000, authPerIp: 4 },
     publish: {
       perClient: { messages: { rate: 10_000_000, burst: 10_000_000 }, bytes: { rate: '4GiB', burst: '4GiB' } },
       perUser: { messages: { rate: 100_000_000, per: '1s' }, bytes: { rate: '100GiB', per: '1s' } },
@@ -42,6 +42,8 @@ const LIMITS_ON = {
     subscribe: { perClient: { rate: 10_000, burst: 10_000 }, perUser: { rate: 100_000, per: '1s' } },
     // password guessing, as at tier 3: 10 failures per address and minute, then refused at accept
     authFailures: { perIp: { rate: 10, per: '1m' } },
+    // sockets refused at accept are held 2 s before they are closed, as at tier 3
+    tarpit: { hold: '2s' },
   },
   protocol: { maxTopicLength: 1024, maxTopicLevels: 16, maxSubscriptionsPerClient: 100, maxQueuedPerClient: 1000, maxInflightInbound: 100, clientId: { maxLength: 64 }, slowConsumer: { maxBacklog: '8MiB', drainTimeout: '10s' } },
   disconnect: { keepalive: { max: 1200 }, idleTimeout: '1h', maxAge: '24h' },
@@ -73,8 +75,15 @@ async function brokerChild(mode) {
       limited[k] = (limited[k] ?? 0) + 1 + (e.detail?.suppressed ?? 0);
     }
   });
+  const { monitorEventLoopDelay } = await import('node:perf_hooks');
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
   serve({
-    usage: () => ({ cpu: process.cpuUsage(), memory: process.memoryUsage() }),
+    usage: () => {
+      const out = { cpu: process.cpuUsage(), memory: process.memoryUsage(), loopP99Ms: loop.percentile(99) / 1e6, loopMaxMs: loop.max / 1e6 };
+      loop.reset();
+      return out;
+    },
     limited: () => ({ ...limited }),
     stop: async () => {
       await broker.close();
@@ -145,7 +154,8 @@ async function measure({ mode, scenario, params, pin }) {
     const limited = await broker.call('limited');
     await generator.call('close', {}, 30_000);
     const brokerCpuUs = u1.cpu.user - u0.cpu.user + (u1.cpu.system - u0.cpu.system);
-    return { ...result, limited, brokerUsPerMessage: result.delivered ? brokerCpuUs / result.delivered : undefined };
+    const wallMs = result.generator?.wallMs ?? result.elapsedMs;
+    return { ...result, limited, brokerLoopP99Ms: u1.loopP99Ms, brokerLoopMaxMs: u1.loopMaxMs, brokerUsPerMessage: result.delivered ? brokerCpuUs / result.delivered : undefined, brokerCpuPct: wallMs ? brokerCpuUs / 1000 / wallMs * 100 : undefined, brokerRssMiB: u1.memory.rss / 2 ** 20 };
   } finally {
     await Promise.allSettled([generator.stop(5_000), broker.stop(5_000)]);
   }
@@ -193,7 +203,7 @@ async function main() {
     for (const scenario of r % 2 === 0 ? ['latency', 'latency-flood'] : ['latency-flood', 'latency']) {
       lat[scenario] = await measure({ mode: 'on', scenario, params, pin });
       const x = lat[scenario];
-      log(`  rep ${r + 1} ${scenario}: p50 ${x.p50.toFixed(3)} ms, p99 ${x.p99.toFixed(3)} ms, lost ${x.lost}${x.attack ? `, attacker ${Math.round(x.attack.attemptsPerSec)} guesses/s, ${x.attack.badCredentials} reached the password check, ${x.attack.refusedAtConnect} refused, idle open ${x.attack.idleOpen}` : ''}; limited ${JSON.stringify(x.limited)}`);
+      log(`  rep ${r + 1} ${scenario}: p50 ${x.p50.toFixed(3)} ms, p99 ${x.p99.toFixed(3)} ms, broker CPU ${x.brokerCpuPct?.toFixed(0)}%, broker event-loop delay p99 ${x.brokerLoopP99Ms?.toFixed(1)} ms (max ${x.brokerLoopMaxMs?.toFixed(0)}), lost ${x.lost}${x.attack ? `, attacker ${Math.round(x.attack.attemptsPerSec)} guesses/s, ${x.attack.badCredentials} reached the password check, ${x.attack.refusedAtConnect} refused, idle open ${x.attack.idleOpen}` : ''}; limited ${JSON.stringify(x.limited)}`);
     }
     latency.push({ rep: r + 1, quiet: lat.latency, flood: lat['latency-flood'], p50Ratio: lat['latency-flood'].p50 / lat.latency.p50, p99Ratio: lat['latency-flood'].p99 / lat.latency.p99 });
   }

@@ -42,6 +42,12 @@ if (flags.help) {
   process.stdout.write(`${USAGE}\n`);
   process.exit(0);
 }
+if (flags.report) {
+  // print the table of an earlier run again (bench/results/<timestamp>.json), measuring nothing
+  const { readFile } = await import('node:fs/promises');
+  process.stdout.write(`${formatReport(JSON.parse(await readFile(flags.report, 'utf8')))}\n`);
+  process.exit(0);
+}
 
 const log = flags.json ? () => {} : (line) => process.stderr.write(`${line}\n`);
 const scenarios = flags.scenarios.map(scenarioByName);

@@ -12,6 +12,7 @@ import { createBroker, type Bastion, type SecurityEvent } from '@bastion/broker'
 import { hashPassword, readUsersFile, serializeUsers } from '@bastion/middleware';
 import { hashToken, newToken, type AdminServer } from '@bastion/admin';
 import type { ProfileInput } from '@bastion/profile';
+import { normalizeSerial } from '@bastion/pki';
 import { connect, tryConnect, isRefusal, closed, collect, nextMessage, waitFor } from './support/mqtt.js';
 import { makeTestPki, type TestPki } from './support/pki.js';
 
@@ -235,7 +236,7 @@ describe('admin API: clients', () => {
       transport: 'mqtts',
       protocolVersion: 4,
       tls: { protocol: expect.stringMatching(/^TLSv1\.[23]$/) },
-      certificate: { commonName: 'device-1', serial: device.serial.toLowerCase().replace(/^0+/, ''), validTo: device.notAfter.toISOString().replace(/\.\d+Z$/, '.000Z') },
+      certificate: { commonName: 'device-1', serial: normalizeSerial(device.serial), validTo: device.notAfter.toISOString().replace(/\.\d+Z$/, '.000Z') },
       subscriptions: [{ topic: 'fleet/#', qos: 1 }],
       messagesIn: 0,
       messagesOut: 2,

@@ -15,7 +15,7 @@ import { createBroker, type Bastion, type SecurityEvent } from '@bastion/broker'
 import { hashPassword, writeUsersFile, type RateLimit } from '@bastion/middleware';
 import { parseProfile, type ProfileInput } from '@bastion/profile';
 import { connect, tryConnect, isRefusal, collect, closed, waitFor, nextMessage } from './support/mqtt.js';
-import { connectPacket, rawSocket, subscribePacket, firstData, tryConnectFrom } from './support/raw-mqtt.js';
+import { connectPacket, rawSocket, subscribePacket, firstData, socketClosed, tryConnectFrom } from './support/raw-mqtt.js';
 
 const ATTACKER = '127.0.0.2';
 const silent = pino({ level: 'silent' });
@@ -95,6 +95,30 @@ describe('connection flood from one address', () => {
     await roundTrip(url, 'after-flood');
   });
 
+  it('holds sockets refused at accept open for a while (tarpit), then closes them; the broker closes at once anyway', async () => {
+    const { url, port } = await start({ rateLimits: { concurrent: { perIp: 2 }, tarpit: { hold: '1500ms', max: 10 } } });
+    const a = await rawSocket(port, ATTACKER);
+    const b = await rawSocket(port, ATTACKER);
+    sockets.push(a, b);
+    await waitFor(() => broker!.openConnections(ATTACKER) === 2, 3000, 'two attacker sockets counted');
+    const held = await rawSocket(port, ATTACKER);
+    sockets.push(held);
+    let closedAt = 0;
+    held.on('close', () => (closedAt = Date.now()));
+    held.resume();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(closedAt).toBe(0); // not closed at once: the flooder's retry loop waits
+    await socketClosed(held, 5000);
+    await roundTrip(url, 'tarpit');
+    // more than `max` refused at once: the rest are closed at once
+    const many = await Promise.all(Array.from({ length: 15 }, () => rawSocket(port, ATTACKER).catch(() => undefined)));
+    for (const s of many) if (s) sockets.push(s);
+    const t0 = Date.now();
+    await broker!.close(); // held sockets do not hold the broker's close
+    broker = undefined;
+    expect(Date.now() - t0).toBeLessThan(1500);
+  });
+
   it('bans an address after repeated refusals (through the bans control), and lets others in', async () => {
     const { url, port, events } = await start({
       rateLimits: { connections: { perIp: { rate: 5, per: '10s', consequence: 'ban', strikes: 3, banFor: '1m' } } },
@@ -140,6 +164,29 @@ describe('password guessing from one address', () => {
     expect(limited(events, 'authFailures.perIp')[0]).toMatchObject({ remoteAddress: ATTACKER, control: 'PR.SS-5' });
     // even the right password from that address waits for the window; from elsewhere it works
     expect(isRefusal(await tryConnectFrom(port, ATTACKER, { clientId: 'alice-from-attacker', username: 'alice', password: 'alice-pw' }))).toBe(true);
+    clients.push(await connect(url, { clientId: 'alice', username: 'alice', password: 'alice-pw' }));
+  });
+});
+
+describe('password checks in flight from one address', () => {
+  it('refuses CONNECTs beyond the cap at once (CONNACK 3), so a guesser cannot queue up scrypt work; others log in', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'bastion-rl-pending-'));
+    dirs.push(dir);
+    await writeUsersFile(path.join(dir, 'users.txt'), [{ username: 'alice', hash: await hashPassword('alice-pw'), groups: [] }]);
+    const { url, port, events } = await start({
+      authentication: { passwords: { file: path.join(dir, 'users.txt') } },
+      rateLimits: { connections: { perIp: false }, concurrent: { authPerIp: 2 } },
+    });
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => tryConnectFrom(port, ATTACKER, { clientId: `burst-${i}`, username: 'alice', password: `guess-${i}` })));
+    const codes = results.map((r) => (isRefusal(r) ? r.code : 0));
+    expect(codes.filter((c) => c === 3).length).toBeGreaterThan(0); // refused before the password check
+    expect(codes.filter((c) => c === 4).length).toBeGreaterThan(0); // the ones that got their check, failed
+    expect(events.filter((e) => e.type === 'auth.failed' && e.remoteAddress === ATTACKER).length).toBe(codes.filter((c) => c === 4).length);
+    expect(limited(events, 'concurrent.authPerIp')[0]).toMatchObject({ remoteAddress: ATTACKER, reason: 'rate-limited' });
+    // once the checks are done the address may try again, one at a time
+    const again = await tryConnectFrom(port, ATTACKER, { clientId: 'later', username: 'alice', password: 'alice-pw' });
+    expect(isRefusal(again)).toBe(false);
+    if (!isRefusal(again)) clients.push(again);
     clients.push(await connect(url, { clientId: 'alice', username: 'alice', password: 'alice-pw' }));
   });
 });
@@ -373,6 +420,8 @@ describe('docs/limits.md', () => {
     expect(p.rateLimits?.connections.perIp).toMatchObject({ rate: 30, per: 10_000, consequence: 'ban', strikes: 5, banFor: 900_000 });
     expect(p.rateLimits?.publish.perClient.bytes).toMatchObject({ rate: 2 ** 20, burst: 4 * 2 ** 20, consequence: 'drop' });
     expect(p.rateLimits?.authFailures.perIp).toMatchObject({ rate: 10, per: 60_000, consequence: 'refuse' });
+    expect(p.rateLimits?.concurrent).toMatchObject({ perIp: 50, total: 20_000, authPerIp: 8 });
+    expect(p.rateLimits?.tarpit).toEqual({ hold: 2000, max: 1000 });
     expect(p.disconnect).toMatchObject({ keepalive: { max: 300, overMax: 'cap', refuseZero: true }, idleTimeout: 6 * 3_600_000, maxAge: 12 * 3_600_000, maxAgeJitter: 0.2 });
     expect(p.protocol).toMatchObject({ maxTopicLength: 512, maxQueuedPerClient: 500, clientId: { maxLength: 64, pattern: '^[a-z0-9][a-z0-9-]*$' }, slowConsumer: { maxBacklog: 2 ** 20 } });
   });

@@ -35,6 +35,7 @@ options:
   --nice N         run broker and generator at this nice value (default -10 when run as root, so other
                    jobs on a shared machine disturb fewer measurements; 0 = unchanged)
   --json           print only the JSON result (still written to bench/results/)
+  --report FILE    print the table of an earlier run's JSON file again, measuring nothing
   -h, --help       this text
 
 Run the build first (npm run bench at the repository root does setup, build and this).`;
@@ -88,6 +89,7 @@ export function parseFlags(argv) {
         'no-pin': { type: 'boolean', default: false },
         nice: { type: 'string' },
         json: { type: 'boolean', default: false },
+        report: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -98,6 +100,7 @@ export function parseFlags(argv) {
   return {
     help: v.help,
     json: v.json,
+    report: v.report,
     pin: !v['no-pin'],
     nice: v.nice === undefined ? (process.getuid?.() === 0 ? -10 : 0) : niceValue(v.nice),
     reps: positiveInt('reps', v.reps) ?? 3,

@@ -17,7 +17,7 @@ function table(header, rows, alignRight) {
 }
 
 /** A figure in its unit's precision: counts and bytes whole, milliseconds with two decimals. */
-const val = (n, unit) => (!Number.isFinite(n) ? '—' : /^ms/.test(unit ?? '') ? n.toFixed(2) : int(n));
+const val = (n, unit) => (!Number.isFinite(n) ? '—' : /^ms( |$)/.test(unit ?? '') ? n.toFixed(2) : int(n));
 
 /** Scenarios where broker CPU per delivered item is a cost figure (not for memory and latency). */
 const costScenario = (r) => r.higherIsBetter;
@@ -76,8 +76,8 @@ function runNotes(summary, pinning, targets = []) {
   for (const r of summary) {
     for (const c of r.alsoVs ?? []) {
       notes.push(
-        `${label(r)} vs ${c.vs}: ${ratio(c.ofMedians)} msg/s (paired ${ratio(c.paired.min)}–${ratio(c.paired.max)}), ` +
-          `${ratio(c.brokerCpuPerMessage)} broker CPU/msg`,
+        `${label(r)} vs ${c.vs}: ${ratio(c.ofMedians)} ${r.unit} (paired ${ratio(c.paired.min)}–${ratio(c.paired.max)})` +
+          `${costScenario(r) ? `, ${ratio(c.brokerCpuPerMessage)} broker CPU/op` : ''}`,
       );
     }
   }
@@ -87,7 +87,8 @@ function runNotes(summary, pinning, targets = []) {
     if (q) notes.push(`${f.target}: p99 under the flood / quiet p99 = ${ratio(f.value.median / q.value.median)} (${f.value.median.toFixed(2)} / ${q.value.median.toFixed(2)} ms)`);
   }
   for (const t of targets) {
-    if (t.info?.included) notes.push(`${t.name} profile (tier ${t.tier}) includes: ${t.info.included.join(', ')}.`);
+    if (t.info?.included) notes.push(`${t.name} profile (tier ${t.tier}) sets: ${t.info.included.join(', ')}.`);
+    if (t.info?.middleware) notes.push(`${t.name} middleware chain as wired: ${t.info.middleware.join(', ')}.`);
   }
   // Bastion's listeners leave Nagle on by default (ListenerOptions.noDelay), like bare Aedes and
   // Mosquitto; the -nodelay bare targets show what turning it off does by itself.

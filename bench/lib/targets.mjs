@@ -176,7 +176,8 @@ async function startBastionProfile(tier, { tlsDir }) {
   const port = Object.values(broker.addresses())[0].port;
   return {
     port,
-    info: { included },
+    // what createBroker actually wired: the tier's default controls come on with it
+    info: { included, middleware: broker.middleware.map((m) => m.name) },
     async close() {
       await broker.close();
       await rm(dir, { recursive: true, force: true });

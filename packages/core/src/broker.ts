@@ -133,6 +133,10 @@ export class BastionBroker extends EventEmitter {
   #publishDenied: 'drop' | 'disconnect';
   readonly #connections = new ConnectionCounter();
   #acceptChecks: ReadonlyArray<AcceptCheck> = [];
+  /** Refused sockets held open (holdRefused) right now. */
+  readonly #held = new Set<Socket>();
+  /** Every admitted socket still open, so close() can end those Aedes does not know (no CONNECT yet). */
+  readonly #open = new Set<Socket>();
   /** When each connection-limit event was last emitted, and how many were held back since (one per second per limit). */
   readonly #limitEvents = new Map<string, { at: number; suppressed: number }>();
   #state: 'new' | 'listening' | 'closing' | 'closed' = 'new';
@@ -302,6 +306,7 @@ export class BastionBroker extends EventEmitter {
     const listeners = this.#listeners;
     this.#listeners = [];
     const closing = listeners.map((l) => l.close());
+    for (const s of this.#held) s.destroy(); // refused sockets held open would keep the listeners from closing
     const aedes = this.#aedes;
     if (aedes) {
       for (const c of Object.values((aedes as unknown as { clients: unknown }).clients as Record<string, WiredClient>)) {
@@ -316,6 +321,9 @@ export class BastionBroker extends EventEmitter {
         this.logger.warn({ err }, 'persistence did not close cleanly');
       }
     }
+    // sockets that never sent CONNECT (a slowloris) are not Aedes clients: end them, or the
+    // listeners would wait for their CONNECT timeout
+    for (const s of this.#open) s.destroy();
     await Promise.all(closing);
     for (const mw of [...this.#middleware].reverse()) {
       try {
@@ -479,7 +487,7 @@ export class BastionBroker extends EventEmitter {
   // ---- data plane --------------------------------------------------------------------------
 
   /** Every accepted TCP socket, before TLS or WebSocket: count it against the caps or refuse it. */
-  #gate = (socket: Socket, listener: string): boolean => {
+  #gate = (socket: Socket, listener: string, mayHold: boolean): boolean => {
     const ip = normalizeAddress(socket.remoteAddress);
     for (const check of this.#acceptChecks) {
       const limit = check(ip, listener);
@@ -489,12 +497,17 @@ export class BastionBroker extends EventEmitter {
           message: `connection refused at accept: ${limit}`,
           detail: { consequence: 'refuse' },
         });
+        if (mayHold) this.#closeRefused(socket);
         return false;
       }
     }
     const hit: ConnectionLimitName | undefined = this.#connections.admit(ip, listener);
     if (hit === undefined) {
-      socket.once('close', () => this.#connections.release(ip, listener));
+      this.#open.add(socket);
+      socket.once('close', () => {
+        this.#open.delete(socket);
+        this.#connections.release(ip, listener);
+      });
       return true;
     }
     this.#limitEvent('rate.limited', 'PR.SS-5', hit, hit === 'concurrent.perIp' ? ip : hit === 'concurrent.perListener' ? listener : '', { remoteAddress: ip, listener }, {
@@ -502,8 +515,27 @@ export class BastionBroker extends EventEmitter {
       message: `connection refused: ${hit} cap reached`,
       detail: { consequence: 'refuse', cap: this.#connections.capOf(hit, listener) },
     });
+    if (mayHold) this.#closeRefused(socket);
     return false;
   };
+
+  /** Close a socket refused at accept: at once, or after holding it unread (holdRefused). */
+  #closeRefused(socket: Socket): void {
+    const { holdRefused, maxHeld } = this.#connections.limits;
+    if (!holdRefused || this.#held.size >= (maxHeld ?? 1000) || this.#state !== 'listening') {
+      socket.destroy();
+      return;
+    }
+    this.#held.add(socket);
+    socket.pause();
+    socket.on('error', () => {});
+    const timer = setTimeout(() => socket.destroy(), holdRefused);
+    timer.unref();
+    socket.once('close', () => {
+      this.#held.delete(socket);
+      clearTimeout(timer);
+    });
+  }
 
   /** A failure after an async hook answered (in Aedes' callbacks): logged, never an unhandled rejection. */
   #internalError = (err: unknown): void => {

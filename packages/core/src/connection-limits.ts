@@ -23,6 +23,14 @@ export interface ConnectionLimits {
    * of its topics until the drain timeout. Default false (Aedes' behaviour: wait for the reader).
    */
   dropQoS0WhenBacklogged?: boolean | undefined;
+  /**
+   * Milliseconds a socket refused at accept on a plain TCP listener is held open, unread, before it
+   * is closed (a tarpit: a flooder that reconnects at once is slowed to one attempt per hold per
+   * socket); 0 or undefined = closed at once. TLS and WebSocket sockets are always closed at once.
+   */
+  holdRefused?: number | undefined;
+  /** Most refused sockets held at once (default 1000); beyond it they are closed at once. */
+  maxHeld?: number | undefined;
   /** Milliseconds a client's socket may stay full before Aedes disconnects it (Aedes `drainTimeout`, default 60 s). */
   drainTimeout?: number | undefined;
   /** Inbound QoS 2 messages awaiting PUBREL per client before it is disconnected (Aedes `maxInflightInbound`, default 1000). */

@@ -63,10 +63,11 @@ export type AcceptHandler = (conn: Duplex, info: ConnectionInfo) => void;
 export type TlsErrorHandler = (info: { listener: string; remoteAddress: string; error: Error }) => void;
 /**
  * Called with each accepted TCP socket before anything is read from it (before the TLS handshake or
- * the WebSocket upgrade); false refuses it: the socket is destroyed at once. The gate counts what it
- * admits and releases it on the socket's 'close'.
+ * the WebSocket upgrade); false refuses it. The gate counts what it admits and releases it on the
+ * socket's 'close'. It closes what it refuses — or, when `mayHold` (a plain TCP listener: nothing
+ * else reads the socket), may hold it unread for a while first, to slow a client that retries at once.
  */
-export type SocketGate = (socket: net.Socket, listener: string) => boolean;
+export type SocketGate = (socket: net.Socket, listener: string, mayHold: boolean) => boolean;
 
 export interface Listener {
   readonly name: string;
@@ -179,10 +180,11 @@ export async function startListener(opts: ListenerOptions, accept: AcceptHandler
     if (raw !== undefined && refused.has(raw)) return; // refused by the gate: reported there
     onTlsError({ listener: name, remoteAddress: normalizeAddress(socket.remoteAddress), error: err });
   };
+  const mayHold = transport === 'mqtt'; // TLS and HTTP layers read the raw socket themselves
   const admit = (socket: net.Socket): boolean => {
-    if (gate === undefined || gate(socket, name)) return true;
+    if (gate === undefined || gate(socket, name, mayHold)) return true;
     refused.add(socket);
-    socket.destroy();
+    if (!mayHold) socket.destroy();
     return false;
   };
 

@@ -19,6 +19,7 @@ import type {
   ClientInfo,
   ConnectionInfo,
   ConnectionLimits,
+  ConnectPacketInfo,
   Denial,
   Middleware,
   PublishPacket,
@@ -56,7 +57,7 @@ export interface RateLimit extends Middleware {
   readonly store: 'memory' | 'redis';
   /**
    * Change limits while running, no restart: each top-level key given (connections, concurrent,
-   * publish, subscribe) replaces that part. Throws BASTION_ERR_RATE_LIMIT on a bad setting (and
+   * publish, subscribe, authFailures, tarpit) replaces that part. Throws BASTION_ERR_RATE_LIMIT on a bad setting (and
    * keeps the old limits).
    */
   update(options: Omit<RateLimitOptions, 'store' | 'flushInterval'>): RateLimitSettings;
@@ -95,7 +96,10 @@ type ListenerBuckets = Buckets;
 const DROP: Denial = Object.freeze({ denied: true as const, reason: 'rate-limited' as const, message: 'rate limit exceeded: QoS 0 message dropped', action: 'drop' as const, silent: true });
 const REFUSE: Denial = Object.freeze({ denied: true as const, reason: 'rate-limited' as const, message: 'rate limit exceeded', silent: true });
 const REFUSE_CONNECTION: Denial = Object.freeze({ denied: true as const, reason: 'connection-rate-exceeded' as const, message: 'too many new connections', silent: true });
+const AUTH_BUSY: Denial = Object.freeze({ denied: true as const, reason: 'server-busy' as const, message: 'too many authentications in progress from this address', silent: true });
 const BANNED: Denial = Object.freeze({ denied: true as const, reason: 'banned' as const, message: 'the address is banned for exceeding rate limits' });
+/** For events of the in-flight authentication cap, which has no rate. */
+const AUTH_SPEC: RateSpec = Object.freeze({ rate: 0, per: 0, burst: 0, consequence: 'refuse' as const, strikes: 0, banFor: 0, maxDelay: 0 });
 const NO_BUDGET: PublishBudget = Object.freeze({ messages: undefined, bytes: undefined });
 
 type LimitName =
@@ -110,6 +114,7 @@ type LimitName =
   | 'subscribe.perClient'
   | 'subscribe.perUser'
   | 'authFailures.perIp'
+  | 'concurrent.authPerIp'
   | 'connections.perIp'
   | 'connections.perListener'
   | 'connections.total';
@@ -173,6 +178,8 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
    * TCP accept, before TLS, without asking the store again.
    */
   const blocked = new Map<string, { until: number; limit: LimitName; spec: RateSpec }>();
+  /** Authentications in progress per address (concurrent.authPerIp): address → { n, at }. */
+  const authPending = new Map<string, { n: number; at: number }>();
   /** Strikes of addresses against connection budgets: address → { n, at }. */
   const addressStrikes = new Map<string, { n: number; at: number }>();
   /** Throttle of address-keyed events: `${limit}\0${ip}` → { at, suppressed }. */
@@ -216,7 +223,13 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
     };
   };
 
-  const concurrentLimits = (): ConnectionLimits => ({ perIp: s.concurrent.perIp ?? 0, total: s.concurrent.total ?? 0, perListener: s.concurrent.perListener });
+  const concurrentLimits = (): ConnectionLimits => ({
+    perIp: s.concurrent.perIp ?? 0,
+    total: s.concurrent.total ?? 0,
+    perListener: s.concurrent.perListener,
+    holdRefused: s.tarpit?.hold ?? 0,
+    maxHeld: s.tarpit?.max ?? 1000,
+  });
 
   // ---- events ---------------------------------------------------------------------------------
 
@@ -232,7 +245,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
       remoteAddress: who.remoteAddress,
       listener: who.listener,
       reason: limit.startsWith('connections.') ? 'connection-rate-exceeded' : 'rate-limited',
-      message: `${limit} exceeded (${extra.spec.rate} per ${extra.spec.per} ms): ${consequence}`,
+      message: extra.spec.rate > 0 ? `${limit} exceeded (${extra.spec.rate} per ${extra.spec.per} ms): ${consequence}` : `${limit} cap reached: ${consequence}`,
       topic: extra.topic,
       detail: { limit, consequence, rate: extra.spec.rate, per: extra.spec.per, wait: extra.wait, strikes: extra.strikes, suppressed },
     });
@@ -323,6 +336,10 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
 
   /** Failed authentications per address, from the security event bus. */
   const onAuthFailed = (e: { type: string; remoteAddress?: string | undefined; listener?: string | undefined }) => {
+    if ((e.type === 'auth.failed' || e.type === 'auth.succeeded') && e.remoteAddress !== undefined && authPending.size > 0) {
+      const p = authPending.get(e.remoteAddress);
+      if (p !== undefined && --p.n <= 0) authPending.delete(e.remoteAddress);
+    }
     const limiter = shared.authFailures;
     const spec = s.authFailures.perIp;
     const ip = e.remoteAddress;
@@ -343,7 +360,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
   };
 
   const watchAuthFailures = () => {
-    const want = s.authFailures.perIp !== undefined;
+    const want = s.authFailures.perIp !== undefined || s.concurrent.authPerIp !== undefined;
     if (want && stopWatchingAuth === undefined && ctx) stopWatchingAuth = ctx.events.on(onAuthFailed);
     if (!want && stopWatchingAuth !== undefined) {
       stopWatchingAuth();
@@ -456,6 +473,28 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
       core?.setConnectionLimits(concurrentLimits());
       ctx?.logger.info({ rateLimits: s }, 'rate limits changed');
       return s;
+    },
+
+    onConnect(client: ClientInfo, packet: ConnectPacketInfo): Verdict {
+      const cap = s.concurrent.authPerIp;
+      if (cap === undefined || packet.username === undefined) return undefined;
+      const ip = client.remoteAddress;
+      const now = Date.now();
+      let p = authPending.get(ip);
+      // a CONNECT refused later in the chain never reports an outcome: counts older than 30 s lapse
+      if (p !== undefined && now - p.at > 30_000) p.n = 0;
+      if (p !== undefined && p.n >= cap) {
+        addressEvent(client, 'concurrent.authPerIp', 'refuse', AUTH_SPEC, now, 0);
+        return AUTH_BUSY;
+      }
+      if (p === undefined) {
+        if (authPending.size > 100_000) authPending.clear();
+        p = { n: 0, at: now };
+        authPending.set(ip, p);
+      }
+      p.n++;
+      p.at = now;
+      return undefined;
     },
 
     onConnection(conn: ConnectionInfo): Verdict | Promise<Verdict> {

@@ -49,7 +49,17 @@ export interface RateLimitOptions {
   store?: RateStoreOptions;
   connections?: { perIp?: RateSpecInput | undefined; perListener?: Record<string, RateSpecInput>; total?: RateSpecInput | undefined };
   /** Open connections; enforced by the core at TCP accept once bound (`bindCore`). */
-  concurrent?: { perIp?: number | undefined; perListener?: Record<string, number>; total?: number | undefined };
+  concurrent?: {
+    perIp?: number | undefined;
+    perListener?: Record<string, number>;
+    total?: number | undefined;
+    /**
+     * CONNECTs with a username from one address whose authentication is still running (a password
+     * check costs a scrypt): beyond it the CONNECT is refused at once (CONNACK 3), so a guesser
+     * cannot queue up password checks faster than the failure budget sees them fail.
+     */
+    authPerIp?: number | undefined;
+  };
   publish?: { perClient?: PublishBudgetInput; perUser?: PublishBudgetInput; perListener?: Record<string, PublishBudgetInput>; total?: PublishBudgetInput };
   subscribe?: { perClient?: RateSpecInput | undefined; perUser?: RateSpecInput | undefined };
   /**
@@ -57,6 +67,12 @@ export interface RateLimitOptions {
    * is refused at TCP accept until the window ends (`refuse`), or banned for `banFor` (`ban`).
    */
   authFailures?: { perIp?: RateSpecInput | undefined };
+  /**
+   * Sockets refused at TCP accept (caps, known over-budget addresses) on plain TCP listeners are
+   * held open, unread, for `hold` ms before they are closed — at most `max` at once (default 1000) —
+   * so a flooder that reconnects at once is slowed down. Enforced by the core once bound.
+   */
+  tarpit?: { hold: number; max?: number | undefined } | undefined;
   /** Milliseconds between flushes of batched per-user counts to the store (default 100). */
   flushInterval?: number;
 }
@@ -68,10 +84,11 @@ export interface PublishBudget {
 
 export interface RateLimitSettings {
   connections: { perIp: RateSpec | undefined; perListener: Readonly<Record<string, RateSpec>>; total: RateSpec | undefined };
-  concurrent: { perIp: number | undefined; perListener: Readonly<Record<string, number>>; total: number | undefined };
+  concurrent: { perIp: number | undefined; perListener: Readonly<Record<string, number>>; total: number | undefined; authPerIp: number | undefined };
   publish: { perClient: PublishBudget; perUser: PublishBudget; perListener: Readonly<Record<string, PublishBudget>>; total: PublishBudget };
   subscribe: { perClient: RateSpec | undefined; perUser: RateSpec | undefined };
   authFailures: { perIp: RateSpec | undefined };
+  tarpit: { hold: number; max: number } | undefined;
 }
 
 const SOFT_CONNECTION: readonly Consequence[] = ['refuse', 'ban'];
@@ -114,6 +131,13 @@ function cap(at: string, v: number | undefined): number | undefined {
   return v;
 }
 
+function tarpit(t: RateLimitOptions['tarpit']): RateLimitSettings['tarpit'] {
+  if (t === undefined || t === null) return undefined;
+  positive('tarpit', 'hold', t.hold);
+  positive('tarpit', 'max', t.max, true);
+  return { hold: t.hold, max: t.max ?? 1000 };
+}
+
 /** Validate and fill in defaults; throws BastionError BASTION_ERR_RATE_LIMIT on a bad setting. */
 export function normalizeRateLimits(o: RateLimitOptions): RateLimitSettings {
   const perListener: Record<string, RateSpec> = {};
@@ -131,7 +155,7 @@ export function normalizeRateLimits(o: RateLimitOptions): RateLimitSettings {
       perListener,
       total: spec('connections.total', o.connections?.total, SOFT_CONNECTION, 'refuse', true),
     },
-    concurrent: { perIp: cap('concurrent.perIp', o.concurrent?.perIp), perListener: concurrentPerListener, total: cap('concurrent.total', o.concurrent?.total) },
+    concurrent: { perIp: cap('concurrent.perIp', o.concurrent?.perIp), perListener: concurrentPerListener, total: cap('concurrent.total', o.concurrent?.total), authPerIp: cap('concurrent.authPerIp', o.concurrent?.authPerIp) },
     publish: {
       perClient: budget('publish.perClient', o.publish?.perClient, false),
       perUser: budget('publish.perUser', o.publish?.perUser, true),
@@ -143,5 +167,6 @@ export function normalizeRateLimits(o: RateLimitOptions): RateLimitSettings {
       perUser: spec('subscribe.perUser', o.subscribe?.perUser, SUBSCRIBE, 'refuse', true),
     },
     authFailures: { perIp: spec('authFailures.perIp', o.authFailures?.perIp, SOFT_CONNECTION, 'refuse', true) },
+    tarpit: tarpit(o.tarpit),
   };
 }

@@ -38,10 +38,12 @@ export type RateStore = { type: 'memory' } | { type: 'redis'; url: string; keyPr
 export interface RateLimitSettings {
   store: RateStore;
   connections: { perIp?: RateSpec; perListener: Record<string, RateSpec>; total?: RateSpec };
-  concurrent: { perIp?: number; perListener: Record<string, number>; total?: number };
+  concurrent: { perIp?: number; perListener: Record<string, number>; total?: number; authPerIp?: number };
   publish: { perClient: PublishBudget; perUser: PublishBudget; perListener: Record<string, PublishBudget>; total: PublishBudget };
   subscribe: { perClient?: RateSpec; perUser?: RateSpec };
   authFailures: { perIp?: RateSpec };
+  /** Refused sockets held open before they are closed (plain TCP listeners). */
+  tarpit?: { hold: number; max: number };
 }
 
 const PER = { min: 1, max: 86_400_000 };
@@ -102,6 +104,7 @@ const schema = z.strictObject({
       perIp: cap('Open connections from one remote address, counted from TCP accept (before TLS). Tier 1: 1000, tier 2: 500, tier 3: 200, tier 4: 100.'),
       perListener: z.record(z.string().min(1), integerRange(1, 10_000_000)).optional().describe('Open connections per listener, by listener name. No default.'),
       total: cap('Open connections in total. Tier 1–2: 50000, tier 3–4: 20000.'),
+      authPerIp: cap('CONNECTs with a username from one address whose authentication is still running (each password check costs a scrypt); beyond it a CONNECT is refused at once with CONNACK 3, so a guesser cannot queue password checks. Tier 1–2: none, tier 3: 16, tier 4: 8.'),
     })
     .optional()
     .describe('Caps on connections open at once; beyond a cap the socket is closed at accept.'),
@@ -127,6 +130,16 @@ const schema = z.strictObject({
     })
     .optional()
     .describe('Budgets of failed authentications, counted in the shared store.'),
+  tarpit: z
+    .union([
+      z.literal(false),
+      z.strictObject({
+        hold: duration({ min: 1, max: 60_000 }).describe('How long a refused socket is held open, unread, before it is closed.'),
+        max: integerRange(1, 1_000_000).optional().describe('Most refused sockets held at once; beyond it they are closed at once. Default 1000.'),
+      }),
+    ])
+    .optional()
+    .describe('Sockets refused at TCP accept (open-connection caps, addresses over their connection or login budget) on plain mqtt listeners are held open, unread, before they are closed, so a flooder that reconnects at once is slowed to one attempt per hold per socket. TLS and WebSocket sockets are closed at once. false = off. Tier 1: off, tier 2: 1s, tier 3: 2s, tier 4: 5s.'),
 });
 
 type Parsed = z.output<typeof schema>;
@@ -144,11 +157,15 @@ const TIER_DEFAULTS: ReadonlyArray<{
   bytes: Partial4;
   subscribe: Partial4;
   authFailures?: Partial4;
+  tarpit?: number;
+  authPerIp?: number;
 }> = [
   { perIp: { rate: 200, per: 10 * S }, concurrentPerIp: 1000, concurrentTotal: 50_000, messages: { rate: 5000, burst: 10_000 }, bytes: { rate: 32 * 2 ** 20, burst: 64 * 2 ** 20 }, subscribe: { rate: 200, burst: 1000 } },
-  { perIp: { rate: 100, per: 10 * S }, concurrentPerIp: 500, concurrentTotal: 50_000, messages: { rate: 2000, burst: 4000 }, bytes: { rate: 16 * 2 ** 20, burst: 32 * 2 ** 20 }, subscribe: { rate: 100, burst: 500 } },
-  { perIp: { rate: 50, per: 10 * S }, concurrentPerIp: 200, concurrentTotal: 20_000, messages: { rate: 1000, burst: 2000 }, bytes: { rate: 8 * 2 ** 20, burst: 16 * 2 ** 20 }, subscribe: { rate: 50, burst: 250 }, authFailures: { rate: 10, per: M } },
+  { tarpit: 1 * S, perIp: { rate: 100, per: 10 * S }, concurrentPerIp: 500, concurrentTotal: 50_000, messages: { rate: 2000, burst: 4000 }, bytes: { rate: 16 * 2 ** 20, burst: 32 * 2 ** 20 }, subscribe: { rate: 100, burst: 500 } },
+  { tarpit: 2 * S, authPerIp: 16, perIp: { rate: 50, per: 10 * S }, concurrentPerIp: 200, concurrentTotal: 20_000, messages: { rate: 1000, burst: 2000 }, bytes: { rate: 8 * 2 ** 20, burst: 16 * 2 ** 20 }, subscribe: { rate: 50, burst: 250 }, authFailures: { rate: 10, per: M } },
   {
+    tarpit: 5 * S,
+    authPerIp: 8,
     perIp: { rate: 30, per: 10 * S, consequence: 'ban', strikes: 5, banFor: 10 * M },
     concurrentPerIp: 100,
     concurrentTotal: 20_000,
@@ -220,6 +237,8 @@ export const rateLimitsSection = defineSection({
     if (cPerIp !== undefined) concurrent.perIp = cPerIp;
     const cTotal = capOf(k?.total, d.concurrentTotal);
     if (cTotal !== undefined) concurrent.total = cTotal;
+    const cAuth = capOf(k?.authPerIp, d.authPerIp);
+    if (cAuth !== undefined) concurrent.authPerIp = cAuth;
 
     const p = parsed?.publish;
     const publishPerListener: Record<string, PublishBudget> = {};
@@ -242,6 +261,9 @@ export const rateLimitsSection = defineSection({
     const af = pick(parsed?.authFailures?.perIp, d.authFailures, 'refuse', ['authFailures', 'perIp'], true);
     if (af) authFailures.perIp = af;
 
-    return { store, connections, concurrent, publish, subscribe, authFailures };
+    const t = parsed?.tarpit;
+    const tarpit = t === false ? undefined : t !== undefined ? { hold: t.hold, max: t.max ?? 1000 } : d.tarpit !== undefined ? { hold: d.tarpit, max: 1000 } : undefined;
+
+    return { store, connections, concurrent, publish, subscribe, authFailures, ...(tarpit === undefined ? {} : { tarpit }) };
   },
 });
