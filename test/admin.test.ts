@@ -420,3 +420,43 @@ describe('admin API: ACL', () => {
     expect((await call(api, 'DELETE', `/v1/acl/${id}`, { token: OPS })).status).toBe(404);
   });
 });
+
+describe('admin API: response actions for people', () => {
+  it('blocks a topic, locks the broker down and lifts both, revokes a credential; each is recorded', async () => {
+    const { api, events, mqttUrl } = await start();
+    const sub = await mqttClient(mqttUrl('tcp'), { clientId: 'watcher', username: 'alice', password: 'alice-password' });
+    await sub.subscribeAsync('grid/#');
+    const pub = await mqttClient(mqttUrl('tcp'), { clientId: 'pub', username: 'alice', password: 'alice-password' });
+
+    const bad = await call(api, 'POST', '/v1/responses/block-topic', { token: OPS, body: { duration: 'soon' } });
+    expect(bad.status).toBe(400);
+    expect((await call(api, 'POST', '/v1/responses/block-topic', { token: OPS, body: { topic: 'grid/control/#', duration: '15m' } })).status).toBe(201);
+    let got = collect(sub, 300);
+    pub.publish('grid/control/open', 'x');
+    pub.publish('grid/data/v', '120');
+    expect((await got).map((m) => m.topic)).toEqual(['grid/data/v']);
+    expect((await call(api, 'POST', '/v1/responses/unblock-topic', { token: OPS, body: { topic: 'grid/control/#' } })).status).toBe(200);
+    got = collect(sub, 300);
+    pub.publish('grid/control/open', 'y');
+    expect((await got).map((m) => m.topic)).toEqual(['grid/control/open']);
+
+    expect((await call(api, 'POST', '/v1/responses/lockdown', { token: OPS, body: { reason: 'drill' } })).status).toBe(201);
+    const refused = await tryConnect(mqttUrl('tcp'), { clientId: 'late', username: 'alice', password: 'alice-password' });
+    expect(isRefusal(refused)).toBe(true);
+    expect(sub.connected).toBe(true);
+    expect((await call(api, 'DELETE', '/v1/responses/lockdown', { token: OPS })).status).toBe(200);
+    await mqttClient(mqttUrl('tcp'), { clientId: 'late', username: 'alice', password: 'alice-password' });
+
+    const gone = closed(sub);
+    expect((await call(api, 'POST', '/v1/responses/revoke', { token: OPS, body: { username: 'alice' } })).status).toBe(201);
+    await gone;
+    expect(isRefusal(await tryConnect(mqttUrl('tcp'), { username: 'alice', password: 'alice-password' }))).toBe(true);
+
+    const listed = await call(api, 'GET', '/v1/responses', { token: OPS });
+    expect(listed.json.lockedDown).toBe(false);
+    expect(listed.json.history.length).toBeGreaterThanOrEqual(5);
+    expect(events.filter((e) => e.type === 'response.action').length).toBeGreaterThanOrEqual(5);
+    expect((await call(api, 'POST', '/v1/responses/shutdown', { token: OPS, body: {} })).status).toBe(400); // needs confirm
+    expect((await call(api, 'POST', '/v1/responses/lockdown', { token: VIEWER })).status).toBe(403);
+  });
+});

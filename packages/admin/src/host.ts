@@ -47,3 +47,21 @@ export function passwordsOf(host: AdminHost): PasswordsControl | undefined {
   const m = named(host, 'passwords');
   return fns(m, 'setUsers', 'hasUser') ? (m as unknown as PasswordsControl) : undefined;
 }
+
+/** The parts of the response engine (@bastion/detect `responses`) the API uses, checked by shape. */
+export interface ResponsesControl {
+  revoke(username: string, opts?: { actor?: string; reason?: string }): unknown;
+  blockTopic(topic: string, opts?: { actor?: string; reason?: string; duration?: number }): unknown;
+  unblockTopic(topic: string, opts?: { actor?: string }): boolean;
+  blockedTopics(): Array<{ topic: string; expiresAt: number | undefined }>;
+  lockdown(opts?: { actor?: string; reason?: string; duration?: number; disconnectOthers?: boolean }): unknown;
+  liftLockdown(opts?: { actor?: string }): boolean;
+  readonly lockedDown: boolean;
+  shutdown(opts?: { actor?: string; reason?: string }): unknown;
+  history(): unknown[];
+}
+
+export function responsesOf(host: AdminHost): ResponsesControl | undefined {
+  const m = named(host, 'responses');
+  return fns(m, 'revoke', 'blockTopic', 'unblockTopic', 'lockdown', 'liftLockdown', 'shutdown', 'history') ? (m as unknown as ResponsesControl) : undefined;
+}

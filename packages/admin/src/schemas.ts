@@ -59,3 +59,23 @@ export const aclRuleBody = z.record(z.string(), z.unknown());
 export const aclReplaceBody = z
   .union([z.strictObject({ rules: z.array(z.unknown()) }), z.array(z.unknown())], { error: 'expected {"rules": [...]} or a list of rules' })
   .transform((v) => (Array.isArray(v) ? v : v.rules));
+
+/** POST /v1/responses/block-topic */
+export const blockTopicBody = z.strictObject({
+  topic: z.string().min(1).max(65535),
+  duration: banDuration.optional(),
+  reason: z.string().max(1000).optional(),
+});
+
+/** POST /v1/responses/lockdown */
+export const lockdownBody = z
+  .strictObject({
+    duration: banDuration.optional(),
+    reason: z.string().max(1000).optional(),
+    disconnectOthers: z.boolean().optional(),
+  })
+  .optional();
+
+/** POST /v1/responses/revoke and /shutdown */
+export const revokeBody = z.strictObject({ username: z.string().min(1).max(65535), reason: z.string().max(1000).optional() });
+export const shutdownBody = z.strictObject({ reason: z.string().max(1000).optional(), confirm: z.literal(true, { error: 'shutting the broker down needs "confirm": true' }) });

@@ -25,6 +25,7 @@ import { healthRoutes } from './routes/health.js';
 import { userRoutes } from './routes/users.js';
 import { profileRoutes } from './routes/profile.js';
 import { identifyRoutes } from './routes/identify.js';
+import { responseRoutes } from './routes/responses.js';
 import { TokenVerifier } from './tokens.js';
 import type { AdminTokenSpec } from './tokens.js';
 import type { TrafficCounters } from './traffic.js';
@@ -60,7 +61,7 @@ export interface AdminServerOptions {
   logger?: Logger;
 }
 
-const ROUTES: readonly Route[] = [...healthRoutes, ...clientRoutes, ...banRoutes, ...aclRoutes, ...userRoutes, ...identifyRoutes, ...profileRoutes];
+const ROUTES: readonly Route[] = [...healthRoutes, ...clientRoutes, ...banRoutes, ...aclRoutes, ...userRoutes, ...identifyRoutes, ...profileRoutes, ...responseRoutes];
 
 function configError(message: string): BastionError {
   return new BastionError('BASTION_ERR_ADMIN_CONFIG', `admin API: ${message}`);
