@@ -101,7 +101,10 @@ describe('two broker processes on one Redis', () => {
     const q = await client(b, { clientId: 'offline-on-b', clean: false });
     await q.subscribeAsync('c/queued', { qos: 1 });
     q.end(true);
-    await new Promise((r) => setTimeout(r, 200)); // let B record the disconnect
+    // aedes-persistence-redis keeps each node's view of subscriptions in memory, updated over Redis
+    // pub/sub: A enqueues for an offline client only once it has heard of the subscription. Give
+    // that eventual update time (a loaded CI machine needed more than 200 ms).
+    await new Promise((r) => setTimeout(r, 1000));
     for (let i = 0; i < 3; i++) await pubA.publishAsync('c/queued', `cluster-plaintext-queued-${i}`, { qos: 1 });
     const back = mqtt.connect(b, { clientId: 'offline-on-b', clean: false, reconnectPeriod: 0, protocolVersion: 4 });
     clients.push(back);
