@@ -70,7 +70,7 @@ export function describeKey(key: KeyObject): string {
 }
 
 export function isEncryptedKeyPem(keyPem: string): boolean {
-  return /-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED/.test(keyPem);
+  return /-----BEGIN ENCRYPTED PRIVATE[ ]KEY-----|Proc-Type: 4,ENCRYPTED/.test(keyPem);
 }
 
 /**
