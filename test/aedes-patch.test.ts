@@ -250,6 +250,33 @@ describe.each(implementations)('%s: behaviour the patches must not change', (_na
     expect((await got).map((m) => m.payload)).toEqual(['p1', 'p2', 'p3']);
   });
 
+  it('the PUBACKs for QoS 1 PUBLISHes that arrive in one read leave in one write', async () => {
+    // one write per PUBACK made a publisher read (and the broker write) once per message: ~15% of
+    // broker CPU per QoS 1 message (docs/performance.md)
+    const { port } = await startAedes(await load());
+    const s = net.connect({ host: '127.0.0.1', port });
+    sockets.push(s);
+    const id = Buffer.from('acks');
+    s.write(Buffer.concat([Buffer.from([0x10, 12 + id.length, 0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 0x02, 0, 60, 0, id.length]), id]));
+    expect((await new Promise<Buffer>((resolve) => s.once('data', resolve)))[0]).toBe(0x20);
+    const t = Buffer.from('q/x');
+    const pubs = Array.from({ length: 50 }, (_, i) => Buffer.concat([Buffer.from([0x32, 2 + t.length + 2 + 1, 0, t.length]), t, Buffer.from([0, i + 1, 7])]));
+    const reads: Buffer[] = [];
+    const all = new Promise<void>((resolve) => {
+      let bytes = 0;
+      s.on('data', (c: Buffer) => {
+        reads.push(c);
+        bytes += c.length;
+        if (bytes >= 50 * 4) resolve();
+      });
+    });
+    s.write(Buffer.concat(pubs));
+    await all;
+    const acks = Buffer.concat(reads);
+    expect(Array.from({ length: 50 }, (_, i) => [acks[i * 4], acks[i * 4 + 3]])).toEqual(Array.from({ length: 50 }, (_, i) => [0x40, i + 1]));
+    expect(reads).toHaveLength(1);
+  });
+
   it('connections that die during or right after CONNECT leave no client behind', async () => {
     const { port, aedes } = await startAedes(await load());
     for (let i = 0; i < 20; i++) {

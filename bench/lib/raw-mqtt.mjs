@@ -260,3 +260,199 @@ export function spreadAddress(i) {
   const k = i % 1000;
   return `127.0.${1 + Math.floor(k / 250)}.${1 + (k % 250)}`;
 }
+
+/** Opens a socket, sends CONNECT and resolves it at an accepted CONNACK (rejects otherwise). */
+function rawSession(conn, { clientId, username, password, localAddress, tlsOpts }) {
+  return new Promise((resolve, reject) => {
+    const socket =
+      conn.transport === 'tls'
+        ? tls.connect({ host: conn.host, port: conn.port, localAddress, ...tlsOpts })
+        : net.connect({ host: conn.host, port: conn.port, localAddress });
+    socket.write(connectPacket({ clientId, username, password }));
+    let head = null;
+    const fail = (msg) => {
+      socket.destroy();
+      reject(new Error(`${clientId}: ${msg}`));
+    };
+    const onData = (chunk) => {
+      head = head ? Buffer.concat([head, chunk]) : chunk;
+      if (head.length < 4) return;
+      socket.off('data', onData).off('close', onClose);
+      if (head[0] !== 0x20 || head[3] !== 0) return fail(`CONNACK refused (${head[3]})`);
+      if (head.length > 4) socket.unshift(head.subarray(4));
+      resolve(socket);
+    };
+    const onClose = () => fail('closed before CONNACK');
+    socket.on('data', onData).on('close', onClose).on('error', () => {});
+  });
+}
+
+/**
+ * QoS 1 without mqtt.js, for the QoS 1 throughput scenario, where one mqtt.js publisher and one
+ * mqtt.js subscriber in a process saturated the generator's CPU before the broker's. The
+ * subscriber acknowledges every QoS 1 PUBLISH (all the PUBACKs of one read in one write); the
+ * publisher keeps `window` PUBLISHes awaiting PUBACK, written in batches.
+ */
+export async function rawQoS1Subscriber(conn, { clientId, topic, username, password, localAddress, tlsOpts, onPublish }) {
+  const socket = await rawSession(conn, { clientId, username, password, localAddress, tlsOpts });
+  const t = Buffer.from(topic, 'utf8');
+  const sub = Buffer.allocUnsafe(2 + 2 + 2 + t.length + 1);
+  sub[0] = 0x82;
+  sub[1] = 2 + 2 + t.length + 1; // short topics (< 128 bytes)
+  sub.writeUInt16BE(1, 2);
+  sub.writeUInt16BE(t.length, 4);
+  t.copy(sub, 6);
+  sub[6 + t.length] = 1;
+  socket.write(sub);
+  return new Promise((resolve, reject) => {
+    let subscribed = false;
+    // frame scanner: fixed header, then the variable header's packet id (QoS 1 PUBLISH) at pos 2+topic length
+    let inLen = false;
+    let type = 0;
+    let flags = 0;
+    let len = 0;
+    let mult = 1;
+    let pos = 0; // bytes of the current frame's body consumed
+    let topicLen = 0;
+    let pid = 0;
+    let inBody = false;
+    const acks = Buffer.allocUnsafe(4 * 4096);
+    socket.on('close', () => {
+      if (!subscribed) reject(new Error(`${clientId}: closed before SUBACK`));
+    });
+    socket.on('data', (chunk) => {
+      const n = chunk.length;
+      let nAcks = 0;
+      let i = 0;
+      while (i < n) {
+        if (inBody) {
+          if (type === 3 && (flags & 0x06) !== 0 && pos < 4 + topicLen) {
+            const b = chunk[i++];
+            if (pos === 0) topicLen = b << 8;
+            else if (pos === 1) topicLen |= b;
+            else if (pos === 2 + topicLen) pid = b << 8;
+            else if (pos === 3 + topicLen) {
+              pid |= b;
+              if (nAcks * 4 + 4 > acks.length) {
+                socket.write(Buffer.from(acks.subarray(0, nAcks * 4)));
+                nAcks = 0;
+              }
+              const o = nAcks++ * 4;
+              acks[o] = 0x40;
+              acks[o + 1] = 2;
+              acks[o + 2] = pid >> 8;
+              acks[o + 3] = pid & 0xff;
+            }
+            pos++;
+          } else {
+            const take = Math.min(n - i, len - pos);
+            if (type === 9 && !subscribed) {
+              if (chunk[i + take - 1] > 2) {
+                socket.destroy();
+                return reject(new Error(`${clientId}: SUBACK refused`));
+              }
+            }
+            pos += take;
+            i += take;
+          }
+          if (pos === len) {
+            inBody = false;
+            if (type === 3) onPublish?.();
+            else if (type === 9 && !subscribed) {
+              subscribed = true;
+              resolve({ socket });
+            }
+          }
+          continue;
+        }
+        const b = chunk[i++];
+        if (!inLen) {
+          type = b >> 4;
+          flags = b & 0x0f;
+          inLen = true;
+          len = 0;
+          mult = 1;
+          continue;
+        }
+        len += (b & 127) * mult;
+        mult *= 128;
+        if ((b & 128) === 0) {
+          inLen = false;
+          pos = 0;
+          inBody = len > 0;
+          if (!inBody && type === 3) onPublish?.();
+        }
+      }
+      if (nAcks > 0) socket.write(Buffer.from(acks.subarray(0, nAcks * 4)));
+    });
+  });
+}
+
+/** A raw QoS 1 publisher: `publish(n, window)` resolves when n PUBLISHes were all acknowledged. */
+export async function rawQoS1Publisher(conn, { clientId, topic, payload, username, password, localAddress, tlsOpts }) {
+  const socket = await rawSession(conn, { clientId, username, password, localAddress, tlsOpts });
+  const t = Buffer.from(topic, 'utf8');
+  const body = 2 + t.length + 2 + payload.length;
+  const lenBytes = [];
+  for (let x = body; ; ) {
+    let b = x % 128;
+    x = Math.floor(x / 128);
+    if (x > 0) b |= 128;
+    lenBytes.push(b);
+    if (x === 0) break;
+  }
+  const frameLen = 1 + lenBytes.length + body;
+  const template = Buffer.allocUnsafe(frameLen);
+  let o = 0;
+  template[o++] = 0x32; // PUBLISH, QoS 1
+  for (const b of lenBytes) template[o++] = b;
+  o = template.writeUInt16BE(t.length, o);
+  o += t.copy(template, o);
+  const pidAt = o;
+  payload.copy(template, o + 2);
+  let nextPid = 1;
+  let acked = 0;
+  let target = 0;
+  let onAcked = () => {};
+  let pump = () => {};
+  // the publisher subscribes to nothing, so all it gets are PUBACKs, 4 bytes each (0x40 0x02 id id);
+  // a read may split one
+  let carry = 0;
+  socket.on('data', (chunk) => {
+    const total = carry + chunk.length;
+    const whole = Math.floor(total / 4);
+    carry = total % 4;
+    acked += whole;
+    if (acked >= target) onAcked();
+    else pump();
+  });
+  return {
+    socket,
+    publish(n, window) {
+      acked = 0;
+      target = n;
+      let sent = 0;
+      return new Promise((resolve, reject) => {
+        socket.once('error', reject);
+        onAcked = () => {
+          socket.off('error', reject);
+          resolve();
+        };
+        pump = () => {
+          const room = Math.min(window - (sent - acked), n - sent);
+          if (room <= 0) return;
+          const batch = Buffer.allocUnsafe(room * frameLen);
+          for (let k = 0; k < room; k++) {
+            const at = k * frameLen;
+            template.copy(batch, at);
+            batch.writeUInt16BE(nextPid, at + pidAt);
+            nextPid = nextPid === 65535 ? 1 : nextPid + 1;
+          }
+          sent += room;
+          socket.write(batch);
+        };
+        pump();
+      });
+    },
+  };
+}
