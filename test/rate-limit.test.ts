@@ -9,12 +9,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type net from 'node:net';
+import tls from 'node:tls';
 import mqtt from 'mqtt';
 import { pino } from 'pino';
 import { createBroker, type Bastion, type SecurityEvent } from '@bastion/broker';
 import { hashPassword, writeUsersFile, type RateLimit } from '@bastion/middleware';
 import { parseProfile, type ProfileInput } from '@bastion/profile';
 import { connect, tryConnect, isRefusal, collect, closed, waitFor, nextMessage } from './support/mqtt.js';
+import { makeTestPki } from './support/pki.js';
 import { connectPacket, rawSocket, subscribePacket, firstData, socketClosed, tryConnectFrom } from './support/raw-mqtt.js';
 
 const ATTACKER = '127.0.0.2';
@@ -117,6 +119,44 @@ describe('connection flood from one address', () => {
     await broker!.close(); // held sockets do not hold the broker's close
     broker = undefined;
     expect(Date.now() - t0).toBeLessThan(1500);
+  });
+
+  it('on a TLS listener too: a refused socket is held before its handshake, and no handshake is spent on it', async () => {
+    const pki = makeTestPki();
+    dirs.push(pki.dir);
+    broker = await createBroker({
+      profile: {
+        version: 1,
+        listeners: [{ protocol: 'mqtts', port: 0, tls: { cert: 'server.pem', key: 'server-key.pem' } }],
+        authentication: { anonymous: true },
+        rateLimits: { concurrent: { perIp: 1 }, tarpit: { hold: '1500ms' } },
+      },
+      baseDir: pki.dir,
+      logger: silent,
+    });
+    const events: SecurityEvent[] = [];
+    broker.events.on((e) => events.push(e));
+    const port = Object.values(broker.addresses())[0]!.port;
+    const tlsTo = () => tls.connect({ host: '127.0.0.1', port, localAddress: ATTACKER, ca: pki.ca.certPem, servername: 'localhost' });
+    const first = tlsTo();
+    sockets.push(first);
+    await new Promise<void>((resolve, reject) => first.once('secureConnect', resolve).once('error', reject));
+    await waitFor(() => broker!.openConnections(ATTACKER) === 1, 3000, 'one attacker socket counted');
+    // over the cap: TCP connects, but the handshake never starts on the broker's side
+    const held = tlsTo();
+    sockets.push(held);
+    let secured = false;
+    let closedAt = 0;
+    const t0 = Date.now();
+    held.on('secureConnect', () => (secured = true)).on('error', () => {}).on('close', () => (closedAt = Date.now()));
+    await waitFor(() => limited(events, 'concurrent.perIp').length > 0, 3000, 'a concurrent.perIp event');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(closedAt).toBe(0); // held, not closed at once
+    await socketClosed(held, 5000);
+    expect(closedAt - t0).toBeGreaterThanOrEqual(1000);
+    expect(secured).toBe(false);
+    // the refusal is one rate-limit event, not a TLS error as well
+    expect(events.filter((e) => e.type === 'connection.refused' && e.remoteAddress === ATTACKER)).toEqual([]);
   });
 
   it('bans an address after repeated refusals (through the bans control), and lets others in', async () => {

@@ -100,8 +100,9 @@ async function profileKeys() {
 }
 
 /**
- * The bench's Bastion profiles, as objects. Tier 1: an mqtt listener and a passwords file, nothing
- * else (rate limits off: at tier 1 their defaults would cap one publisher at 5,000 msg/s).
+ * The bench's Bastion profiles, as objects. Tier 1: an mqtt listener and a passwords file, the
+ * tier's defaults for everything else (rate limits with the publish budget raised: at tier 1 it
+ * would cap one publisher at 5,000 msg/s).
  * Tier 3: mTLS (client certificate required, identity from its CN, plus the password), ACL, rate
  * limits, detectors and responses, audit log, encrypted persistence — each as far as this build has
  * it. Budgets are raised to what the load needs (one benchmark client publishes 50,000+ msg/s), so
@@ -116,7 +117,10 @@ export async function benchProfile(tier, dir, tlsDir) {
     profile.listeners = [{ name: 'bench', protocol: 'mqtt', host: '127.0.0.1', port: 0 }];
     profile.authentication = { passwords: { file: 'users.txt' } };
     included.push('passwords');
-    if (keys.has('rateLimits')) profile.rateLimits = { enabled: false };
+    if (keys.has('rateLimits')) {
+      profile.rateLimits = { publish: { perClient: { messages: { rate: 10_000_000, burst: 10_000_000 }, bytes: { rate: 4_000_000_000, burst: 4_000_000_000 } } } };
+      included.push('rateLimits (tier-1 connection limits per address; publish budget raised for the load)');
+    }
     return { profile, included };
   }
   if (!tlsDir) throw new Error('tier 3 needs --tls-dir (server and client certificates)');

@@ -1,7 +1,8 @@
 import { promises as fs } from 'node:fs';
-import type { ListenerOptions, TlsOptions } from '@bastion/core';
+import type { ListenerOptions, ProxyProtocolOptions, TlsOptions } from '@bastion/core';
 import { BastionError } from '@bastion/core';
-import type { Listener, ListenerTls } from '@bastion/profile';
+import { CidrSet } from '@bastion/middleware';
+import type { Listener, ListenerProxyProtocol, ListenerTls } from '@bastion/profile';
 
 async function read(file: string, what: string, listener: string): Promise<Buffer> {
   try {
@@ -25,10 +26,17 @@ export async function loadTls(t: ListenerTls, listener: string): Promise<TlsOpti
   };
 }
 
+/** The profile's trusted balancers, matched like the access lists (one space for IPv4 and IPv4-mapped IPv6). */
+export function proxyProtocolOptions(pp: ListenerProxyProtocol): ProxyProtocolOptions {
+  const trusted = new CidrSet(pp.trusted);
+  return { trusted: (address) => trusted.has(address), required: pp.required, timeout: pp.timeout };
+}
+
 export async function listenerOptions(l: Listener): Promise<ListenerOptions> {
   // an automatic name for port 0 would read "mqtt:0": let the core name it after the bound port
   const name = l.port === 0 && l.name === `${l.protocol}:0` ? undefined : l.name;
-  const base = { name, transport: l.protocol, host: l.host, port: l.port };
+  const proxyProtocol = l.proxyProtocol === undefined ? undefined : proxyProtocolOptions(l.proxyProtocol);
+  const base = { name, transport: l.protocol, host: l.host, port: l.port, proxyProtocol };
   switch (l.protocol) {
     case 'mqtt':
       return base;

@@ -216,6 +216,8 @@ export class BastionBroker extends EventEmitter {
           ({ listener: name, remoteAddress, error }) =>
             this.#emit('connection.refused', 'PR.AC-1', CORE, { remoteAddress, listener: name }, { reason: 'certificate-rejected', message: error.message }),
           this.#gate,
+          ({ listener: name, remoteAddress, error }) =>
+            this.#emit('connection.refused', 'PR.SS-4', 'proxy-protocol', { remoteAddress, listener: name }, { reason: 'not-authorized', message: error.message, detail: { proxyProtocol: error.problem } }),
         );
         this.#listeners.push(listener);
         const a = listener.address();
@@ -487,8 +489,9 @@ export class BastionBroker extends EventEmitter {
   // ---- data plane --------------------------------------------------------------------------
 
   /** Every accepted TCP socket, before TLS or WebSocket: count it against the caps or refuse it. */
-  #gate = (socket: Socket, listener: string, mayHold: boolean): boolean => {
-    const ip = normalizeAddress(socket.remoteAddress);
+  #gate = (socket: Socket, listener: string, remoteAddress?: string): boolean => {
+    // behind a trusted proxy: the client's address from the PROXY header
+    const ip = remoteAddress ?? normalizeAddress(socket.remoteAddress);
     for (const check of this.#acceptChecks) {
       const limit = check(ip, listener);
       if (limit !== undefined) {
@@ -497,7 +500,7 @@ export class BastionBroker extends EventEmitter {
           message: `connection refused at accept: ${limit}`,
           detail: { consequence: 'refuse' },
         });
-        if (mayHold) this.#closeRefused(socket);
+        this.#closeRefused(socket);
         return false;
       }
     }
@@ -515,7 +518,7 @@ export class BastionBroker extends EventEmitter {
       message: `connection refused: ${hit} cap reached`,
       detail: { consequence: 'refuse', cap: this.#connections.capOf(hit, listener) },
     });
-    if (mayHold) this.#closeRefused(socket);
+    this.#closeRefused(socket);
     return false;
   };
 

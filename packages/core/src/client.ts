@@ -31,6 +31,7 @@ export class LiveClient implements ClientInfo {
   readonly transport: Transport;
   readonly certificate: ClientCertificate | undefined;
   readonly tls: ConnectionInfo['tls'];
+  readonly proxy: ConnectionInfo['proxy'];
 
   constructor(conn: ConnectionInfo) {
     this.remoteAddress = conn.remoteAddress;
@@ -39,6 +40,7 @@ export class LiveClient implements ClientInfo {
     this.transport = conn.transport;
     this.certificate = conn.certificate;
     this.tls = conn.tls;
+    this.proxy = conn.proxy;
   }
 
   toJSON(): Record<string, unknown> {
@@ -56,6 +58,7 @@ export class LiveClient implements ClientInfo {
       keepalive: this.keepalive,
       connectedAt: new Date(this.connectedAt).toISOString(),
       tls: this.tls,
+      proxy: this.proxy,
       certificate: c && {
         subject: c.subject,
         commonName: c.commonName,

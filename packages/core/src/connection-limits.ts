@@ -24,9 +24,9 @@ export interface ConnectionLimits {
    */
   dropQoS0WhenBacklogged?: boolean | undefined;
   /**
-   * Milliseconds a socket refused at accept on a plain TCP listener is held open, unread, before it
-   * is closed (a tarpit: a flooder that reconnects at once is slowed to one attempt per hold per
-   * socket); 0 or undefined = closed at once. TLS and WebSocket sockets are always closed at once.
+   * Milliseconds a socket refused at accept is held open, unread, before it is closed (a tarpit: a
+   * flooder that reconnects at once is slowed to one attempt per hold per socket); 0 or undefined =
+   * closed at once. Every transport: the TLS and HTTP layers get a socket only once admitted.
    */
   holdRefused?: number | undefined;
   /** Most refused sockets held at once (default 1000); beyond it they are closed at once. */

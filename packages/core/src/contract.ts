@@ -30,6 +30,11 @@ export interface ConnectionInfo {
   readonly certificate: ClientCertificate | undefined;
   /** Negotiated TLS protocol and cipher, on TLS listeners. */
   readonly tls: { readonly protocol: string | null; readonly cipher: string } | undefined;
+  /**
+   * The load balancer that relayed the connection, when `remoteAddress`/`remotePort` came from its
+   * PROXY protocol header (a listener's `proxyProtocol`); undefined otherwise.
+   */
+  readonly proxy?: { readonly address: string; readonly port: number } | undefined;
 }
 
 /** The parts of an X.509 client certificate that controls use. */

@@ -18,6 +18,7 @@ export type {
   WsListener,
   WssListener,
   ListenerTls,
+  ListenerProxyProtocol,
   TlsDefaults,
   AuthenticationSettings,
   Tier,

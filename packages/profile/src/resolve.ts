@@ -220,11 +220,13 @@ function finish(parsed: ParsedProfile, ctx: ResolveContext, issues: Issues, list
 
     const { host, port } = l;
     const path = l.path ?? DEFAULT_WS_PATH;
-    if (l.protocol === 'mqtt') listeners.push({ name, protocol: 'mqtt', host, port });
-    else if (l.protocol === 'ws') listeners.push({ name, protocol: 'ws', host, port, path });
+    const pp = l.proxyProtocol;
+    const proxy = pp === undefined ? {} : { proxyProtocol: { trusted: [...pp.trusted], required: pp.required, timeout: pp.timeout } };
+    if (l.protocol === 'mqtt') listeners.push({ name, protocol: 'mqtt', host, port, ...proxy });
+    else if (l.protocol === 'ws') listeners.push({ name, protocol: 'ws', host, port, path, ...proxy });
     else if (tls === undefined) return;
-    else if (l.protocol === 'mqtts') listeners.push({ name, protocol: 'mqtts', host, port, tls });
-    else listeners.push({ name, protocol: 'wss', host, port, path, tls });
+    else if (l.protocol === 'mqtts') listeners.push({ name, protocol: 'mqtts', host, port, tls, ...proxy });
+    else listeners.push({ name, protocol: 'wss', host, port, path, tls, ...proxy });
   });
 
   const auth = parsed.authentication;

@@ -11,6 +11,7 @@ import type { SectionShape } from './sections/index.js';
 import type { Section } from './sections/section.js';
 import { show } from './messages.js';
 import { size, duration, pathString, pathOrPaths, integerRange } from './primitives.js';
+import { proxyProtocolSchema } from './proxy-protocol.js';
 export { size, duration, pathString } from './primitives.js';
 
 export const PROTOCOLS = ['mqtt', 'mqtts', 'ws', 'wss'] as const;
@@ -108,6 +109,9 @@ export const listenerSchema = z.strictObject({
   tls: tlsSchema
     .optional()
     .describe('TLS settings of this listener (mqtts and wss only), merged over the top-level `tls`: keys set here win.'),
+  proxyProtocol: proxyProtocolSchema
+    .optional()
+    .describe('PROXY protocol v1/v2 behind load balancers (docs/proxy-protocol.md): the client address from the header of a trusted balancer is the one access lists, bans, limits, events and client listings use. Read before TLS and WebSocket.'),
 });
 
 export const authenticationSchema = z.strictObject({

@@ -54,12 +54,24 @@ export interface ListenerTls {
   handshakeTimeout: number;
 }
 
+/** `listeners[].proxyProtocol`: read the client address from trusted load balancers' PROXY headers. */
+export interface ListenerProxyProtocol {
+  /** Addresses and CIDR ranges of the trusted balancers, as written (validated). */
+  trusted: string[];
+  /** A trusted peer must send a header. */
+  required: boolean;
+  /** Milliseconds for the bytes that settle the header. */
+  timeout: number;
+}
+
 interface ListenerBase {
   /** `name` from the profile, or `<protocol>:<port>`. Unique within the profile. */
   name: string;
   host: string;
   /** 0 = the operating system picks a free port. */
   port: number;
+  /** Present when the listener is behind load balancers that send a PROXY protocol header. */
+  proxyProtocol?: ListenerProxyProtocol;
 }
 export interface MqttListener extends ListenerBase {
   protocol: 'mqtt';
