@@ -102,9 +102,20 @@ describe('two broker processes on one Redis', () => {
     await q.subscribeAsync('c/queued', { qos: 1 });
     q.end(true);
     // aedes-persistence-redis keeps each node's view of subscriptions in memory, updated over Redis
-    // pub/sub: A enqueues for an offline client only once it has heard of the subscription. Give
-    // that eventual update time (a loaded CI machine needed more than 200 ms).
-    await new Promise((r) => setTimeout(r, 1000));
+    // pub/sub: A enqueues for an offline client only once it has heard of the subscription. B sent
+    // that update before its SUBACK, and Redis delivers one connection's messages in order: once a
+    // message B publishes later reaches a client of A, A has applied the update (a fixed wait
+    // was flaky on a loaded machine).
+    const fenceA = await client(a, { clientId: 'fence-on-a' });
+    await fenceA.subscribeAsync('c/fence', { qos: 1 });
+    const fenceB = await client(b, { clientId: 'fence-on-b' });
+    let fenced = false;
+    fenceA.on('message', (t) => (fenced ||= t === 'c/fence'));
+    for (let i = 0; !fenced; i++) {
+      if (i >= 100) throw new Error('no fence message from B reached A');
+      await fenceB.publishAsync('c/fence', 'fence', { qos: 1 });
+      await waitFor(() => fenced, 100, 'the fence').catch(() => undefined);
+    }
     for (let i = 0; i < 3; i++) await pubA.publishAsync('c/queued', `cluster-plaintext-queued-${i}`, { qos: 1 });
     const back = mqtt.connect(b, { clientId: 'offline-on-b', clean: false, reconnectPeriod: 0, protocolVersion: 4 });
     clients.push(back);

@@ -15,7 +15,7 @@ export {
 } from './users-file.js';
 export type { UserRecord, ScryptCost } from './users-file.js';
 export { acl, readAclFile, AclRuleError, ACL_ACTIONS, validateRules as validateAclRules, topicFilterProblem } from './acl/index.js';
-export type { Acl, AclOptions, AclChange, AclDecision, AclRule, AclAction, AclEffect, AclCertificateSelector, AclIdentity } from './acl/index.js';
+export type { Acl, AclOptions, AclChange, AclChangeOptions, AclRuleChange, AclDecision, AclRule, AclAction, AclEffect, AclCertificateSelector, AclIdentity } from './acl/index.js';
 export { accessList, validateAccessLists, AccessListError } from './access-list.js';
 export type { AccessList, AccessListOptions, AccessListSettings, AccessLists, ListVerdict } from './access-list.js';
 export { bans, BanError } from './bans.js';
@@ -23,7 +23,7 @@ export type { Ban, Bans, BanSpec, BanTarget, BansOptions } from './bans.js';
 export { CidrSet, CidrError, PrefixIndex, parseAddress, parseCidr, parseIPv4, parseIPv6, formatRange, isIpAddress } from './cidr.js';
 export type { IpAddress, IpRange } from './cidr.js';
 export { revocation } from './revocation.js';
-export type { Revocation, RevocationOptions, ReloadResult, CrlStatus, RevocationCheck, StalePolicy } from './revocation.js';
+export type { Revocation, RevocationOptions, RevocationChange, RevocationChangeOptions, ReloadResult, CrlStatus, RevocationCheck, StalePolicy } from './revocation.js';
 export { watchFiles, readWithDigest } from './revocation/watch.js';
 export type { FileWatch, WatchFilesOptions } from './revocation/watch.js';
 export type { CrlRejection, LoadedCrl } from './revocation/crl-set.js';

@@ -10,7 +10,9 @@
  * - CRL files are reloaded when they change (directory watch, debounced, plus a slow poll), and on
  *   `reload()`; a file that does not verify raises `crl.rejected` and the previous CRL stays;
  * - when a reload or `revoke()` revokes a certificate, every connected client presenting it is
- *   disconnected at once, with a `certificate.revoked` event naming the serial.
+ *   disconnected at once, with a `certificate.revoked` event naming the serial;
+ * - `revoke()`/`unrevoke()` are told to change listeners (`onChange`), which is how a cluster
+ *   spreads them (packages/broker/src/controls/cluster.ts); CRL files are each node's own.
  *
  * Why not OpenSSL's own CRL check (`tls.crl`)? It is refuse-only when a CRL goes stale (every client
  * of every CA is rejected), it needs the listener's secure context rebuilt to change, it never
@@ -85,6 +87,19 @@ export interface RevocationCheck {
   readonly unknownIssuer?: boolean;
 }
 
+export interface RevocationChangeOptions {
+  /**
+   * Who made the change, for events and change listeners (default 'api'). The cluster marks what it
+   * applies for another node `cluster:<node id>` and never sends that back out.
+   */
+  readonly origin?: string;
+}
+
+/** A revocation made or lifted through the API, as told to `onChange` listeners. */
+export type RevocationChange =
+  | { readonly op: 'revoke'; readonly origin: string; readonly serial: string; readonly issuer?: string; readonly reason?: RevocationReason }
+  | { readonly op: 'unrevoke'; readonly origin: string; readonly serial: string };
+
 export interface Revocation extends Middleware {
   /** Load every CRL; throws `BASTION_ERR_REVOCATION` if any is refused (used at start: no silent gaps). */
   load(): Promise<ReloadResult>;
@@ -94,9 +109,13 @@ export interface Revocation extends Middleware {
    * Revoke a serial now, in memory, until the process ends (put it in the CRL to make it last).
    * Disconnects every connected client presenting it; returns how many.
    */
-  revoke(serial: string, opts?: { issuer?: string; reason?: RevocationReason }): number;
+  revoke(serial: string, opts?: { issuer?: string; reason?: RevocationReason } & RevocationChangeOptions): number;
   /** Lift a revocation made with `revoke()` (a CRL entry is lifted only by a newer CRL). */
-  unrevoke(serial: string): boolean;
+  unrevoke(serial: string, opts?: RevocationChangeOptions): boolean;
+  /** Serials revoked through `revoke()` (normalized), with their issuer and reason. */
+  revoked(): Array<{ serial: string; issuer?: string; reason?: RevocationReason }>;
+  /** Hear every `revoke()`/`unrevoke()` (not CRL changes), synchronously. Returns an unsubscribe function. */
+  onChange(listener: (change: RevocationChange) => void): () => void;
   check(cert: ClientCertificate): RevocationCheck;
   status(): CrlStatus[];
 }
@@ -130,6 +149,17 @@ export function revocation(opts: RevocationOptions): Revocation {
   let staleTimer: NodeJS.Timeout | undefined;
   let queue: Promise<unknown> = Promise.resolve();
   let pending: Promise<ReloadResult> | undefined;
+  const listeners = new Set<(change: RevocationChange) => void>();
+
+  function tell(change: RevocationChange): void {
+    for (const l of listeners) {
+      try {
+        l(change);
+      } catch (err) {
+        (ctx?.logger ?? logger)?.error({ err }, 'a revocation change listener failed');
+      }
+    }
+  }
 
   const unknownIssuer = deny('certificate-rejected', 'no CRL covers the issuer of this certificate (revocation.unknownIssuer: refuse)');
   const unreadable = deny('certificate-rejected', 'the client certificate could not be read to check its revocation');
@@ -199,7 +229,7 @@ export function revocation(opts: RevocationOptions): Revocation {
   }
 
   /** Disconnect every connected client whose certificate is revoked now. */
-  function sweep(): number {
+  function sweep(origin?: string): number {
     if (!ctx) return 0;
     const victims: Array<{ client: ClientInfo; result: RevocationCheck }> = [];
     for (const client of ctx.clients()) {
@@ -207,11 +237,11 @@ export function revocation(opts: RevocationOptions): Revocation {
       const result = check(client.certificate);
       if (result.revoked) victims.push({ client, result });
     }
-    for (const { client, result } of victims) kick(client, result);
+    for (const { client, result } of victims) kick(client, result, origin);
     return victims.length;
   }
 
-  function kick(client: ClientInfo, result: RevocationCheck): void {
+  function kick(client: ClientInfo, result: RevocationCheck, origin?: string): void {
     const reason = result.reason ?? 'unspecified';
     emit(
       'certificate.revoked',
@@ -219,7 +249,7 @@ export function revocation(opts: RevocationOptions): Revocation {
       {
         reason: 'certificate-rejected',
         message: `certificate ${result.serial} revoked (${reason}): client disconnected`,
-        detail: { serial: result.serial, issuer: result.issuer, revocationReason: reason, source: result.source, subject: client.certificate?.commonName, action: 'disconnected' },
+        detail: { serial: result.serial, issuer: result.issuer, revocationReason: reason, source: result.source, ...(origin === undefined ? {} : { origin }), subject: client.certificate?.commonName, action: 'disconnected' },
       },
       client,
     );
@@ -396,18 +426,32 @@ export function revocation(opts: RevocationOptions): Revocation {
     reload,
     revoke(serial, o = {}) {
       const s = normalizeSerial(serial);
+      const origin = o.origin ?? 'api';
       apiRevoked.set(s, { issuer: o.issuer, reason: o.reason });
-      const n = sweep();
+      // told before the sweep, so the other nodes start theirs as early as possible
+      if (listeners.size > 0) tell({ op: 'revoke', origin, serial: s, ...(o.issuer === undefined ? {} : { issuer: o.issuer }), ...(o.reason === undefined ? {} : { reason: o.reason }) });
+      const n = sweep(origin);
       if (n === 0) {
         emit('certificate.revoked', 'warn', {
           message: `certificate ${s} revoked through the API (${o.reason ?? 'unspecified'}); no connected client presented it`,
-          detail: { serial: s, issuer: o.issuer, revocationReason: o.reason ?? 'unspecified', source: 'api', action: 'none' },
+          detail: { serial: s, issuer: o.issuer, revocationReason: o.reason ?? 'unspecified', source: 'api', origin, action: 'none' },
         });
       }
       return n;
     },
-    unrevoke(serial) {
-      return apiRevoked.delete(normalizeSerial(serial));
+    unrevoke(serial, o = {}) {
+      const s = normalizeSerial(serial);
+      const lifted = apiRevoked.delete(s);
+      // told even when nothing was lifted here: another node may hold it
+      if (listeners.size > 0) tell({ op: 'unrevoke', origin: o.origin ?? 'api', serial: s });
+      return lifted;
+    },
+    revoked() {
+      return [...apiRevoked].map(([serial, v]) => ({ serial, ...(v.issuer === undefined ? {} : { issuer: v.issuer }), ...(v.reason === undefined ? {} : { reason: v.reason }) }));
+    },
+    onChange(listener) {
+      listeners.add(listener);
+      return () => void listeners.delete(listener);
     },
     check,
     status() {
@@ -429,6 +473,7 @@ export function revocation(opts: RevocationOptions): Revocation {
       });
     },
     close() {
+      listeners.clear();
       watcher?.close();
       watcher = undefined;
       if (staleTimer) clearTimeout(staleTimer);

@@ -12,6 +12,10 @@
  * what repeats or precedes a sequence number it has seen from that node. Delivery is at most once
  * and only to nodes connected at that moment: state that must survive a restart belongs in the
  * profile or a store; this channel spreads changes, it does not keep them.
+ *
+ * No echo loops: a control applies what another node sent with the origin `clusterOrigin(meta)`
+ * (`cluster:<node id>`) and never publishes a change whose origin `isClusterOrigin`. Redis does echo
+ * a node's own messages; the receiver drops them by node id.
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
@@ -47,6 +51,18 @@ interface Wire {
 }
 
 export const STATE_CHANNEL = 'bastion:state';
+const ORIGIN_PREFIX = 'cluster:';
+
+/** The origin to give a change applied for another node: `cluster:<its node id>`. */
+export function clusterOrigin(meta: Pick<StateMeta, 'node'>): string {
+  return ORIGIN_PREFIX + meta.node;
+}
+
+/** True for a change applied for another node: it must not be published again. */
+export function isClusterOrigin(origin: string | undefined): boolean {
+  return origin !== undefined && origin.startsWith(ORIGIN_PREFIX);
+}
+
 const MAX_AGE_MS = 60_000;
 
 export class ClusterState implements ClusterStateChannel {

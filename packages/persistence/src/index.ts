@@ -12,7 +12,7 @@ export { Sealer, isSealed, sealedKeyId, OVERHEAD as SEAL_OVERHEAD } from './seal
 export type { SealKind, OpenFailure, Context as SealContext } from './seal.js';
 export { Keyring, keyFromBytes, parseKeyText, generateKeyFile, KEY_BYTES } from './keys.js';
 export type { KeySource, PersistenceKey, KeyPurpose } from './keys.js';
-export { ClusterState, STATE_CHANNEL } from './cluster-state.js';
+export { ClusterState, STATE_CHANNEL, clusterOrigin, isClusterOrigin } from './cluster-state.js';
 export type { ClusterStateChannel, StateListener, StateMeta } from './cluster-state.js';
 export { createSealedMQ, MAX_CLUSTER_MESSAGE_AGE_MS } from './sealed-mq.js';
 export { ConnectionHealth, redisOptions, redactUrl, scanKeys } from './redis.js';

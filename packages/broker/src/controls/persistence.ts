@@ -6,15 +6,16 @@
  *   - a `persistence` middleware with no hooks, which reports the store's events on the security
  *     event bus and closes the store's remaining connections with the broker; other controls find
  *     the cluster-state channel on it: `broker.controls.get<PersistenceControl>('persistence')?.state`;
- *   - in a cluster, the `cluster-bans` service: bans set on one node are in force on every node.
+ *   - in a cluster, the cluster services (cluster.ts): bans, ACL changes, certificate revocations
+ *     and user removals made on one node are in force on every node.
  */
 import type { BrokerContext, Middleware, SecurityEvent } from '@bastion/core';
 import { openStore } from '@bastion/persistence';
 import type { ClusterStateChannel, Store, StoreEvent } from '@bastion/persistence';
 import type { Profile } from '@bastion/profile';
 import type { Logger } from 'pino';
-import type { Bastion } from '../broker.js';
 import type { Service } from '../controls.js';
+import { clusterServices } from './cluster.js';
 
 export interface PersistenceControl extends Middleware {
   readonly store: Store;
@@ -80,82 +81,6 @@ function persistenceControl(store: Store, logger: Logger): PersistenceControl {
   };
 }
 
-interface BansLike {
-  ban(target: { ip?: string; clientId?: string; username?: string }, spec?: { duration?: number; reason?: string; actor?: string }): unknown;
-  unban(id: string, actor?: string): boolean;
-  list(): Array<{ id: string; ip: string | undefined; clientId: string | undefined; username: string | undefined }>;
-}
-
-interface BanMessage {
-  op: 'add' | 'remove';
-  ip?: string;
-  clientId?: string;
-  username?: string;
-  expiresAt?: number;
-  reason?: string;
-  actor?: string;
-}
-
-function isBans(m: Middleware): m is Middleware & BansLike {
-  const b = m as Partial<BansLike>;
-  return m.name === 'bans' && typeof b.ban === 'function' && typeof b.unban === 'function' && typeof b.list === 'function';
-}
-
-/** Bans set (or lifted) on one node, applied on the others through the cluster-state channel. */
-function clusterBans(state: ClusterStateChannel, logger: Logger): Service {
-  let off: Array<() => void> = [];
-  return {
-    name: 'cluster-bans',
-    controls: ['PR.SS-4', 'RS.RP-3'],
-    start(broker: Bastion) {
-      const bans = broker.middleware.find(isBans);
-      if (!bans) return;
-      let applying = false; // a ban applied from another node is not sent back out
-      off.push(
-        broker.events.on((e) => {
-          if (applying || e.source !== 'bans' || (e.type !== 'ban.added' && e.type !== 'ban.removed')) return;
-          const d = (e.detail ?? {}) as Record<string, unknown>;
-          if (d['evicted'] === true) return; // a full table on this node is this node's business
-          const msg: BanMessage = {
-            op: e.type === 'ban.added' ? 'add' : 'remove',
-            ...(typeof d['ip'] === 'string' ? { ip: d['ip'] } : {}),
-            ...(typeof d['clientId'] === 'string' ? { clientId: d['clientId'] } : {}),
-            ...(typeof d['username'] === 'string' ? { username: d['username'] } : {}),
-            ...(typeof d['expiresAt'] === 'number' ? { expiresAt: d['expiresAt'] } : {}),
-            ...(typeof d['banReason'] === 'string' ? { reason: d['banReason'] } : {}),
-            ...(typeof d['actor'] === 'string' ? { actor: d['actor'] } : {}),
-          };
-          state.publish('ban', msg).catch((err: Error) => logger.error({ err }, 'could not send a ban to the cluster'));
-        }),
-      );
-      off.push(
-        state.subscribe('ban', (data, meta) => {
-          const m = data as BanMessage;
-          if (m === null || typeof m !== 'object') return;
-          const target = { ...(m.ip ? { ip: m.ip } : {}), ...(m.clientId ? { clientId: m.clientId } : {}), ...(m.username ? { username: m.username } : {}) };
-          applying = true;
-          try {
-            if (m.op === 'add') {
-              const duration = m.expiresAt === undefined ? undefined : m.expiresAt - Date.now();
-              if (duration !== undefined && duration <= 0) return;
-              bans.ban(target, { duration, reason: m.reason, actor: m.actor ?? `cluster:${meta.node}` });
-            } else if (m.op === 'remove') {
-              const same = bans.list().find((b) => b.ip === m.ip && b.clientId === m.clientId && b.username === m.username);
-              if (same) bans.unban(same.id, `cluster:${meta.node}`);
-            }
-          } finally {
-            applying = false;
-          }
-        }),
-      );
-    },
-    stop() {
-      for (const f of off) f();
-      off = [];
-    },
-  };
-}
-
 /** The persistence and mq for Aedes, the `persistence` middleware and the cluster services; NONE for the default memory store. */
 export async function persistenceFromProfile(profile: Profile, logger: Logger): Promise<PersistenceWiring> {
   const p = profile.persistence;
@@ -166,6 +91,6 @@ export async function persistenceFromProfile(profile: Profile, logger: Logger): 
     persistence: store.persistence,
     mq: store.mq,
     middleware: [persistenceControl(store, logger)],
-    services: store.state ? [clusterBans(store.state, logger)] : [],
+    services: store.state ? clusterServices(store.state, logger) : [],
   };
 }

@@ -5,7 +5,8 @@
  * per right (publish, read), dropped when the rules change (generation counter), so the hot paths —
  * authorizePublish and authorizeForward — answer from one WeakMap and one Map lookup and allocate
  * nothing on a cache hit. Rule changes (API or rules file) are validated whole, compiled, swapped in
- * at once, and live subscriptions are re-checked.
+ * at once, and live subscriptions are re-checked. Changes to the code rules are also told to change
+ * listeners (`onChange`), which is how a cluster spreads them (packages/broker/src/controls/cluster.ts).
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -45,6 +46,17 @@ export interface AclChange {
   disconnected: number;
 }
 
+export interface AclChangeOptions {
+  /**
+   * Who made the change, for the `acl.changed` event and change listeners (default 'api'). The
+   * cluster marks what it applies for another node `cluster:<node id>` and never sends that back out.
+   */
+  origin?: string;
+}
+
+/** A change of the code rules, as told to `onChange` listeners (rules are copies). */
+export type AclRuleChange = { readonly origin: string } & ({ readonly op: 'replace'; readonly rules: AclRule[] } | { readonly op: 'add'; readonly rule: AclRule } | { readonly op: 'remove'; readonly id: string });
+
 export interface AclDecision {
   effect: AclEffect;
   /** The deciding rule; undefined when the default effect decided. */
@@ -55,13 +67,20 @@ export interface AclDecision {
 
 export interface Acl extends Middleware {
   /** Replace the code-given rules: validated whole (AclRuleError, nothing applied), then swapped in. */
-  setRules(rules: AclRule[]): Promise<AclChange>;
+  setRules(rules: AclRule[], opts?: AclChangeOptions): Promise<AclChange>;
   /** Append one rule to the code-given rules. */
-  addRule(rule: AclRule): Promise<AclChange>;
+  addRule(rule: AclRule, opts?: AclChangeOptions): Promise<AclChange>;
   /** Remove a code-given rule by id; false when there is none (file rules change with the file). */
-  removeRule(id: string): Promise<boolean>;
+  removeRule(id: string, opts?: AclChangeOptions): Promise<boolean>;
   /** Every rule in force, in list order: code rules, then file rules (copies). */
   rules(): AclRule[];
+  /** The code-given rules only (those setRules/addRule/removeRule change), copies. */
+  codeRules(): AclRule[];
+  /**
+   * Hear every change of the code rules (not the rules file's), synchronously once it is swapped in,
+   * before live subscriptions are re-checked. Returns an unsubscribe function.
+   */
+  onChange(listener: (change: AclRuleChange) => void): () => void;
   /** Re-read the rules file now; rejects (keeping the old rules) when it is invalid. */
   reload(): Promise<AclChange>;
   /** Decide without the cache, for any identity (diagnostics, admin tools, tests). */
@@ -153,6 +172,7 @@ export function acl(opts: AclOptions = {}): Acl {
   let watcher: FSWatcher | undefined;
   let reloadTimer: NodeJS.Timeout | undefined;
   let closed = false;
+  const listeners = new Set<(change: AclRuleChange) => void>();
 
   const stateOf = (client: ClientInfo): ClientState => {
     let st = states.get(client);
@@ -169,14 +189,26 @@ export function acl(opts: AclOptions = {}): Acl {
     ctx.events.emit({ type, time: Date.now(), control: 'PR.AC-5', source: 'acl', message, detail });
   };
 
+  const tell = (change: AclRuleChange) => {
+    for (const l of listeners) {
+      try {
+        l(change);
+      } catch (err) {
+        ctx?.logger.error({ err }, 'an ACL change listener failed');
+      }
+    }
+  };
+
   /** Compile and swap in, then withdraw what the new rules refuse. Inputs are already validated. */
-  const apply = async (nextCode: AclRule[], nextFile: AclRule[], origin: string): Promise<AclChange> => {
+  const apply = async (nextCode: AclRule[], nextFile: AclRule[], origin: string, told?: AclRuleChange): Promise<AclChange> => {
     const next = new CompiledAcl([...nextCode, ...nextFile], publishAction); // may not throw after validation, but do it before swapping anyway
     codeRules = nextCode;
     fileRules = nextFile;
     compiled = next;
     generation++;
     states = new WeakMap(); // every cached decision is stale now
+    // before the re-check awaits: listeners hear changes in the order they were swapped in
+    if (told !== undefined && listeners.size > 0) tell(told);
     const change: AclChange = { rules: next.rules.length, withdrawn: 0, disconnected: 0 };
     if (!ctx) return change;
     const withdrawn = await ctx.recheckSubscriptions();
@@ -226,25 +258,38 @@ export function acl(opts: AclOptions = {}): Acl {
       watcher.on('error', (err) => context.logger.warn({ err, file }, 'ACL rules file watch failed'));
     },
 
-    async setRules(rules) {
-      return apply(validateCode(rules), fileRules, 'api');
+    async setRules(rules, o = {}) {
+      const origin = o.origin ?? 'api';
+      const valid = validateCode(rules);
+      return apply(valid, fileRules, origin, { origin, op: 'replace', rules: valid.map(cloneRule) });
     },
 
-    async addRule(rule) {
+    async addRule(rule, o = {}) {
+      const origin = o.origin ?? 'api';
       const taken = idsOf([...codeRules, ...fileRules]);
       const valid = validateRule(rule, codeRules.length, 'rules', taken);
-      return apply([...codeRules, valid], fileRules, 'api');
+      return apply([...codeRules, valid], fileRules, origin, { origin, op: 'add', rule: cloneRule(valid) });
     },
 
-    async removeRule(id) {
+    async removeRule(id, o = {}) {
+      const origin = o.origin ?? 'api';
       const next = codeRules.filter((r) => r.id !== id);
       if (next.length === codeRules.length) return false;
-      await apply(next, fileRules, 'api');
+      await apply(next, fileRules, origin, { origin, op: 'remove', id });
       return true;
     },
 
     rules() {
       return [...codeRules, ...fileRules].map(cloneRule);
+    },
+
+    codeRules() {
+      return codeRules.map(cloneRule);
+    },
+
+    onChange(listener) {
+      listeners.add(listener);
+      return () => void listeners.delete(listener);
     },
 
     async reload() {
@@ -296,6 +341,7 @@ export function acl(opts: AclOptions = {}): Acl {
 
     close() {
       closed = true;
+      listeners.clear();
       clearTimeout(reloadTimer);
       watcher?.close();
       watcher = undefined;
