@@ -11,7 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
 import { pino } from 'pino';
-import { createBroker, TopicTree, filterReaches, type Bastion, type Identify, type SecurityEvent } from '@bastion/broker';
+import { createBroker, Devices, TopicTree, filterReaches, type Bastion, type Identify, type SecurityEvent } from '@bastion/broker';
 import { AdminClient, hashToken, newToken, type AdminServer } from '@bastion/admin';
 import { normalizeSerial, type Issued } from '@bastion/pki';
 import type { ProfileInput } from '@bastion/profile';
@@ -128,6 +128,24 @@ describe('topic generalisation (the method behind the data-flow map)', () => {
     expect(filterReaches('fleet/7/temp', 'fleet/+/temp')).toBe(true); // some of the messages
     expect(filterReaches('fleet/+/hum', 'fleet/+/temp')).toBe(false);
     expect(filterReaches('#', '$SYS/broker')).toBe(false);
+  });
+});
+
+describe('the device inventory bound', () => {
+  const info = (id: string) => ({ id, username: undefined, groups: [], remoteAddress: '127.0.0.1', remotePort: 1, listener: 'tcp', transport: 'mqtt', certificate: undefined, tls: undefined, protocolVersion: 4, clean: true, keepalive: 60, connectedAt: 0 }) as unknown as Parameters<Devices['connected']>[0];
+  const ids = (d: Devices) => d.toJSON().devices.map((v) => `${v.clientId}:${v.status}`);
+
+  it('forgets the longest-disconnected device first, never a connected one', () => {
+    const d = new Devices({ capacity: 3 });
+    const rec = new Map(['a', 'b', 'c', 'd'].map((id, i) => [id, d.connected(info(id), i)]));
+    expect(d.size).toBe(4); // all connected: the bound gives way rather than forget a live device
+    d.disconnected(rec.get('b')!, 'client-disconnect', 10);
+    d.disconnected(rec.get('a')!, 'client-disconnect', 11);
+    d.disconnected(rec.get('c')!, 'client-disconnect', 12);
+    d.connected(info('a'), 13); // back: no longer a candidate
+    d.connected(info('e'), 14); // needs room: b (disconnected longest), then c
+    expect(ids(d)).toEqual(['a:connected', 'd:connected', 'e:connected']); // listed by client id
+    expect(d.toJSON().evicted).toBe(2);
   });
 });
 

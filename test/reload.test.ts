@@ -169,6 +169,11 @@ describe('broker.reload()', () => {
     r = await broker!.reload();
     expect(r.issues.map((i) => i.message)).toEqual(['listener plain changed address (plain mqtt://127.0.0.1:0 → plain mqtt://127.0.0.1:1): restart required']);
 
+    // so does a PROXY protocol setting (read when the listener starts)
+    site.write(PLAIN(ACL('a/#')).replace('port: 0 }', 'port: 0, proxyProtocol: { trusted: [10.0.0.1] } }'));
+    r = await broker!.reload();
+    expect(r.issues.map((i) => `${i.path}: ${i.message}`)).toEqual(['listeners[0].proxyProtocol: listener plain: proxyProtocol changed: restart required']);
+
     // whole or nothing: a good ACL change with a broken users file applies neither
     site.write(PLAIN(ACL('b/#')));
     writeFileSync(path.join(site.dir, 'users.txt'), 'alice:not-a-hash\n');
@@ -180,12 +185,12 @@ describe('broker.reload()', () => {
     expect((await alice.subscribeAsync('a/#'))[0]!.qos).toBe(0); // the old rules still hold
     await expect(alice.subscribeAsync('b/#')).rejects.toThrow();
 
-    // a control without a live path: restart required, named
+    // a control the running broker does not have cannot be turned on: restart required, named
     site.users(['alice', 'bob']);
-    site.write(PLAIN(ACL('a/#') + 'detectors:\n  authFailures: { perIp: 3 }\n'));
+    site.write(PLAIN(ACL('a/#') + 'metrics:\n  sysTopics: false\n'));
     r = await broker!.reload();
     expect(r.ok).toBe(false);
-    expect(r.issues.map((i) => i.message).join('\n')).toMatch(/detectors\.authFailures\.perIp changed; the detectors control cannot change live \(no reconfigure hook\): restart required/);
+    expect(r.issues.map((i) => i.message).join('\n')).toMatch(/metrics.* changed and would turn on metrics.*: restart required/);
     expect(alice.connected).toBe(true);
     expect(events.filter((e) => e.type === 'profile.reloaded')).toHaveLength(0);
   });

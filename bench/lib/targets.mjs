@@ -189,6 +189,52 @@ async function startBastionProfile(tier, { tlsDir }) {
   };
 }
 
+/**
+ * Not a broker: the least a Node TCP server can do per MQTT connection — accept, read until the
+ * CONNECT's fixed header and length are in, answer a 4-byte CONNACK, keep the socket. No parser, no
+ * session, no authentication. Its µs per connection is the floor any broker on Node's net stack
+ * starts from (socket objects, stream state, the syscalls, GC), against which Aedes' and
+ * Bastion's own connection cost can be read.
+ */
+async function startNodeFloor() {
+  const CONNACK = Buffer.from([0x20, 0x02, 0x00, 0x00]);
+  const open = new Set();
+  const server = net.createServer((socket) => {
+    open.add(socket);
+    socket.on('close', () => open.delete(socket));
+    socket.on('error', () => {});
+    let head = null;
+    const onData = (chunk) => {
+      head = head === null ? chunk : Buffer.concat([head, chunk]);
+      // fixed header: type, then 1–4 length bytes; answer once the whole CONNECT is in
+      let len = 0;
+      let mult = 1;
+      let i = 1;
+      for (; i < head.length && i < 5; i++) {
+        len += (head[i] & 127) * mult;
+        mult *= 128;
+        if ((head[i] & 128) === 0) break;
+      }
+      if (i >= head.length || head.length < i + 1 + len) return;
+      if (head[0] >> 4 !== 1) return socket.destroy();
+      socket.removeListener('data', onData);
+      socket.on('data', () => {}); // keep reading (PINGREQ, DISCONNECT), nothing else
+      socket.write(CONNACK);
+    };
+    socket.on('data', onData);
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: server.address().port,
+    close: () =>
+      new Promise((resolve) => {
+        server.close(() => resolve());
+        // held connections would keep close() waiting
+        for (const s of open) s.destroy();
+      }),
+  };
+}
+
 /** Where the mosquitto binary is (Debian puts it in /usr/sbin, often not on PATH). */
 export function mosquittoPath() {
   for (const p of ['/usr/sbin/mosquitto', '/usr/bin/mosquitto', '/usr/local/sbin/mosquitto', '/usr/local/bin/mosquitto']) if (existsSync(p)) return p;
@@ -321,6 +367,15 @@ export const TARGETS = [
     baseline: 'aedes-tcp',
     default: false,
     start: (ctx) => startAedes('tcp', ctx, { patched: true }),
+  },
+  {
+    name: 'node-floor-tcp',
+    description: 'not a broker: a Node TCP server that answers each CONNECT with a CONNACK and does nothing else (the floor of Node\'s net stack per connection)',
+    transport: 'tcp',
+    auth: null,
+    baseline: 'aedes-tcp',
+    default: false,
+    start: () => startNodeFloor(),
   },
   {
     name: 'aedes-tcp-nodelay',

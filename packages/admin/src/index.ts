@@ -3,7 +3,7 @@
  * to see and change a running broker live — clients, kicks, bans, ACL, users — and its client.
  */
 export { AdminServer, adminServer, DEFAULT_ADMIN_HOST, DEFAULT_ADMIN_PORT, DEFAULT_MAX_BODY } from './server.js';
-export type { AdminServerOptions } from './server.js';
+export type { AdminServerOptions, AdminUpdate } from './server.js';
 export type { AdminHost, AclControl, BansControl, PasswordsControl } from './host.js';
 export type { Actor } from './auth.js';
 export { newToken, hashToken, TokenVerifier, TOKEN_PREFIX, TOKEN_HASH_PATTERN } from './tokens.js';

@@ -8,6 +8,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { BastionError, normalizeAddress, secureContextOptions } from '@bastion/core';
@@ -74,35 +75,62 @@ function hostName(header: string): string {
   return (colon === -1 ? header : header.slice(0, colon)).toLowerCase();
 }
 
+/** What the options make of who may come in, checked: a bad combination throws BASTION_ERR_ADMIN_CONFIG. */
+interface Config {
+  readonly auth: AuthConfig;
+  readonly users: UsersStore | undefined;
+  readonly bindHost: string;
+  readonly loopback: boolean;
+}
+
+function configOf(opts: AdminServerOptions): Config {
+  const bindHost = opts.host ?? DEFAULT_ADMIN_HOST;
+  const loopback = LOOPBACK.has(bindHost);
+  const tokens = new TokenVerifier(opts.tokens ?? []);
+  const allow = new Set(opts.certificates?.allow ?? []);
+  const asksCerts = opts.tls !== undefined && (opts.tls.clientCertificate ?? 'none') !== 'none';
+  if (allow.size > 0 && !asksCerts) throw configError('certificates.allow needs tls with clientCertificate optional or required (and a ca)');
+  if (opts.anonymous) {
+    if (!opts.dev) throw configError('anonymous access needs an explicit dev: true (development only)');
+    if (!loopback) throw configError(`anonymous access is only allowed on a loopback host (127.0.0.1, ::1), not ${bindHost}`);
+  } else if (tokens.size === 0 && allow.size === 0) {
+    throw configError('no way in: add a token (`bastion admin token` makes one) or certificates.allow');
+  }
+  if (!loopback && opts.tls === undefined) throw configError(`host ${bindHost} is not loopback: the admin API needs tls there (tokens and passwords must not cross a network in clear text)`);
+  return { auth: { tokens, allowCns: allow, anonymous: opts.anonymous === true }, users: opts.usersFile === undefined ? undefined : new UsersStore(opts.usersFile), bindHost, loopback };
+}
+
+/** New options prepared for a running admin API (`prepareUpdate`), not yet in force. */
+export interface AdminUpdate {
+  /** Whether a server was bound on a new address (the old one closes on commit). */
+  readonly rebinds: boolean;
+  /** Put the new options in force; on a new address, close the old server. Does not fail. */
+  commit(): Promise<void>;
+  /** Release the server bound on the new address, if any; the running API is untouched. */
+  abort(): Promise<void>;
+}
+
 export class AdminServer {
-  readonly #opts: AdminServerOptions;
-  readonly #auth: AuthConfig;
+  #opts: AdminServerOptions;
+  #auth: AuthConfig;
   readonly #router = new Router(ROUTES);
-  readonly #users: UsersStore | undefined;
-  readonly #bindHost: string;
-  readonly #loopback: boolean;
+  #users: UsersStore | undefined;
+  #bindHost: string;
+  #loopback: boolean;
   #server: http.Server | undefined;
+  /** Servers bound for a reload that has not applied yet: they answer 503. */
+  readonly #held = new WeakSet<http.Server>();
   #host: AdminHost | undefined;
   #logger: Logger | undefined;
   #startedAt = 0;
 
   constructor(opts: AdminServerOptions) {
     this.#opts = opts;
-    this.#bindHost = opts.host ?? DEFAULT_ADMIN_HOST;
-    this.#loopback = LOOPBACK.has(this.#bindHost);
-    const tokens = new TokenVerifier(opts.tokens ?? []);
-    const allow = new Set(opts.certificates?.allow ?? []);
-    const asksCerts = opts.tls !== undefined && (opts.tls.clientCertificate ?? 'none') !== 'none';
-    if (allow.size > 0 && !asksCerts) throw configError('certificates.allow needs tls with clientCertificate optional or required (and a ca)');
-    if (opts.anonymous) {
-      if (!opts.dev) throw configError('anonymous access needs an explicit dev: true (development only)');
-      if (!this.#loopback) throw configError(`anonymous access is only allowed on a loopback host (127.0.0.1, ::1), not ${this.#bindHost}`);
-    } else if (tokens.size === 0 && allow.size === 0) {
-      throw configError('no way in: add a token (`bastion admin token` makes one) or certificates.allow');
-    }
-    if (!this.#loopback && opts.tls === undefined) throw configError(`host ${this.#bindHost} is not loopback: the admin API needs tls there (tokens and passwords must not cross a network in clear text)`);
-    this.#auth = { tokens, allowCns: allow, anonymous: opts.anonymous === true };
-    this.#users = opts.usersFile === undefined ? undefined : new UsersStore(opts.usersFile);
+    const c = configOf(opts);
+    this.#bindHost = c.bindHost;
+    this.#loopback = c.loopback;
+    this.#auth = c.auth;
+    this.#users = c.users;
   }
 
   /** Start serving for this broker. */
@@ -110,9 +138,25 @@ export class AdminServer {
     if (this.#server) throw new BastionError('BASTION_ERR_CLOSED', 'the admin API is already started');
     this.#host = host;
     this.#logger = this.#opts.logger ?? host.logger;
+    this.#server = await this.#listen(this.#opts, this.#bindHost, false);
+    this.#startedAt = Date.now();
+    this.#logger.info({ url: this.url, tls: this.#opts.tls !== undefined, tokens: this.#auth.tokens.size, certificates: this.#auth.allowCns.size, anonymous: this.#auth.anonymous }, 'admin API listening');
+  }
+
+  /** An HTTP(S) server bound on the options' address; `held`: answering 503 until released. */
+  async #listen(opts: AdminServerOptions, bindHost: string, held: boolean): Promise<http.Server> {
     const limits: http.ServerOptions = { requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, maxHeaderSize: 16 * 1024 };
-    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => void this.#handle(req, res);
-    const server = this.#opts.tls ? https.createServer({ ...secureContextOptions(this.#opts.tls), ...limits }, handler) : http.createServer(limits, handler);
+    let server: http.Server | undefined;
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
+      if (server !== undefined && this.#held.has(server)) {
+        req.resume();
+        sendJson(res, 503, { error: { code: 'unavailable', message: 'the admin API is being reconfigured' } }, { 'retry-after': '1' });
+        return;
+      }
+      void this.#handle(req, res);
+    };
+    server = opts.tls ? https.createServer({ ...secureContextOptions(opts.tls), ...limits }, handler) : http.createServer(limits, handler);
+    if (held) this.#held.add(server);
     server.maxConnections = 128;
     server.on('clientError', (_err, socket) => socket.destroy());
     if (server instanceof https.Server) {
@@ -121,18 +165,77 @@ export class AdminServer {
         this.#denied({ control: 'PR.AC-1', reason: 'certificate-rejected', message: `TLS handshake failed: ${err.message}`, remoteAddress: normalizeAddress(socket.remoteAddress), detail: {} });
       });
     }
-    const port = this.#opts.port ?? DEFAULT_ADMIN_PORT;
+    const port = opts.port ?? DEFAULT_ADMIN_PORT;
+    const s = server;
     await new Promise<void>((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException) => reject(new BastionError('BASTION_ERR_LISTEN', `admin API cannot listen on ${this.#bindHost}:${port}: ${err.code ?? err.message}`, { cause: err }));
-      server.once('error', onError);
-      server.listen(port, this.#bindHost, () => {
-        server.off('error', onError);
+      const onError = (err: NodeJS.ErrnoException) => reject(new BastionError('BASTION_ERR_LISTEN', `admin API cannot listen on ${bindHost}:${port}: ${err.code ?? err.message}`, { cause: err }));
+      s.once('error', onError);
+      s.listen(port, bindHost, () => {
+        s.off('error', onError);
         resolve();
       });
     });
-    this.#server = server;
-    this.#startedAt = Date.now();
-    this.#logger.info({ url: this.url, tls: this.#opts.tls !== undefined, tokens: this.#auth.tokens.size, certificates: this.#auth.allowCns.size, anonymous: this.#auth.anonymous }, 'admin API listening');
+    return s;
+  }
+
+  /**
+   * New options for the running API (a profile reload), in two steps. Here, what can fail: the
+   * options are checked and, when the address or the scheme (HTTP/HTTPS) changes, a server is bound
+   * there, answering 503 until `commit()`. `commit()` puts tokens, certificates, users file, TLS
+   * material and limits in force for the next request (a new address: the old server closes, its
+   * open requests cut). A changed TLS handshake timeout on the same address cannot be applied
+   * (BASTION_ERR_ADMIN_CONFIG). Not started yet: `commit()` only takes the options.
+   */
+  async prepareUpdate(opts: AdminServerOptions): Promise<AdminUpdate> {
+    const next = { ...opts, logger: opts.logger ?? this.#opts.logger };
+    const c = configOf(next);
+    const running = this.#server;
+    const rebinds =
+      running !== undefined && (c.bindHost !== this.#bindHost || (next.port ?? DEFAULT_ADMIN_PORT) !== (this.#opts.port ?? DEFAULT_ADMIN_PORT) || (next.tls === undefined) !== (this.#opts.tls === undefined));
+    const port = next.port ?? DEFAULT_ADMIN_PORT;
+    if (rebinds && c.bindHost === this.#bindHost && port !== 0 && port === (this.#opts.port ?? DEFAULT_ADMIN_PORT)) {
+      // the new server is bound before the old one closes: the same address cannot take both
+      throw configError(`switching between HTTP and HTTPS on ${c.bindHost}:${port} cannot be done live (change the port with it, or restart)`);
+    }
+    if (running !== undefined && !rebinds && next.tls !== undefined && (next.tls.handshakeTimeout ?? 10_000) !== (this.#opts.tls?.handshakeTimeout ?? 10_000)) {
+      throw configError('the TLS handshake timeout cannot change on a running server (change the port with it, or restart)');
+    }
+    if (running instanceof https.Server && !rebinds && next.tls !== undefined) {
+      // what commit installs must not fail there: OpenSSL checks the set now (a key that does not match …)
+      try {
+        tls.createSecureContext(secureContextOptions(next.tls));
+      } catch (err) {
+        throw configError(`the TLS certificate, key, CA or CRL cannot be used: ${(err as Error).message}`);
+      }
+    }
+    const fresh = rebinds ? await this.#listen(next, c.bindHost, true) : undefined;
+    return {
+      rebinds,
+      commit: async () => {
+        this.#opts = next;
+        this.#auth = c.auth;
+        this.#users = c.users;
+        this.#bindHost = c.bindHost;
+        this.#loopback = c.loopback;
+        if (fresh !== undefined) {
+          this.#server = fresh;
+          this.#held.delete(fresh);
+          this.#logger?.info({ url: this.url }, 'admin API moved');
+          // not awaited, nor cut: the request that asked for this reload is answered by the old server
+          if (running !== undefined) retire(running);
+        } else if (running instanceof https.Server && next.tls !== undefined) {
+          const t = secureContextOptions(next.tls);
+          running.setSecureContext(t);
+          // read per connection by Node's TLS server: the next handshake asks (or insists) accordingly
+          const r = running as https.Server & { requestCert: boolean; rejectUnauthorized: boolean };
+          r.requestCert = t.requestCert === true;
+          r.rejectUnauthorized = t.rejectUnauthorized === true;
+        }
+      },
+      abort: async () => {
+        if (fresh !== undefined) await closeServer(fresh);
+      },
+    };
   }
 
   address(): AddressInfo {
@@ -151,9 +254,7 @@ export class AdminServer {
     const server = this.#server;
     if (!server) return;
     this.#server = undefined;
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    server.closeAllConnections();
-    await closed;
+    await closeServer(server);
   }
 
   async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -220,6 +321,21 @@ export class AdminServer {
     else this.#logger?.info({ securityEvent: event }, 'admin.action');
     this.#host?.events.emit(event);
   }
+}
+
+/** Stop listening now; let requests in flight finish (at most 10 s), then close what is left. */
+function retire(server: http.Server): void {
+  server.close();
+  server.closeIdleConnections();
+  const t = setTimeout(() => server.closeAllConnections(), 10_000);
+  t.unref();
+  server.once('close', () => clearTimeout(t));
+}
+
+async function closeServer(server: http.Server): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeAllConnections();
+  await closed;
 }
 
 export function adminServer(opts: AdminServerOptions): AdminServer {

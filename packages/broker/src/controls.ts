@@ -6,6 +6,7 @@
  * CONNECT, then authentication, then authorization, then limits, then observers.
  */
 import type { Middleware } from '@bastion/core';
+import { BastionError } from '@bastion/core';
 import type { Profile } from '@bastion/profile';
 import type { Logger } from 'pino';
 import type { Bastion } from './broker.js';
@@ -39,6 +40,8 @@ export interface Service {
   stop(): void | Promise<void>;
   /** Optional live reconfiguration: see `Reconfigurable`. */
   reconfigure?(next: Profile, change: ReconfigureContext): void | Promise<void>;
+  prepare?(next: Profile, change: ReconfigureContext): PreparedChange | undefined | Promise<PreparedChange | undefined>;
+  outdated?(replacement: Middleware | Service | undefined): boolean;
 }
 
 /**
@@ -55,6 +58,12 @@ export interface Service {
  *    the same-named control the factory just built from it (validated: take its settings from it).
  *    It must not fail for a profile that resolved and built; if it throws anyway the reload reports
  *    which parts were applied.
+ *  - what can still fail (opening a file, binding a port) or must refuse the change ("restart
+ *    required": throw `RestartRequired`) goes in `prepare(next, change)`, run while planning, before
+ *    anything is applied: a throw fails the reload whole. What it returns reaches `reconfigure` as
+ *    `change.prepared`; when the reload is not applied after all, its `abort()` undoes it.
+ *  - `outdated(replacement)`: the control's files changed although its settings did not (an admin
+ *    TLS certificate renewed on disk, an audit key file rewritten): the hooks run all the same.
  *
  * A middleware declares it by shape: `reconfigure?(next: Profile, change: ReconfigureContext)`.
  */
@@ -64,10 +73,31 @@ export interface ReconfigureContext {
   /** The settings whose values changed, as key paths (`acl.defaultEffect`, `listeners.0.tls.cert`). */
   readonly changed: readonly string[];
   readonly broker: Bastion;
+  /** What `prepare` returned (undefined without one); `reconfigure` takes it over. */
+  readonly prepared?: PreparedChange | undefined;
+}
+
+/** Something `prepare` acquired for a reload (a bound server, an open file). */
+export interface PreparedChange {
+  /** The reload is not applied: release it, leaving the running control as it was. */
+  abort(): void | Promise<void>;
 }
 
 export interface Reconfigurable {
   reconfigure(next: Profile, change: ReconfigureContext): void | Promise<void>;
+  prepare?(next: Profile, change: ReconfigureContext): PreparedChange | undefined | Promise<PreparedChange | undefined>;
+  outdated?(replacement: Middleware | Service | undefined): boolean;
+}
+
+/** Thrown by a `prepare` hook: this change cannot be taken live; the reload fails with it. */
+export class RestartRequired extends BastionError {
+  /** The profile key path the reason is about (`rateLimits.store`). */
+  readonly path: string;
+  constructor(path: string, reason: string) {
+    super('BASTION_ERR_RESTART_REQUIRED', `${reason}: restart required`);
+    this.name = 'RestartRequired';
+    this.path = path;
+  }
 }
 
 export function isReconfigurable(x: unknown): x is Reconfigurable {

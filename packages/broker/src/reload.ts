@@ -9,11 +9,16 @@
  *     a reload error, never half-done: listener addresses, packet-size and CONNECT limits, $SYS
  *     readers, persistence, controls that would be turned on, and settings of a control that has
  *     neither a built-in applier here nor a `reconfigure` hook (see controls.ts).
+ *     Still in planning, the `prepare` hooks of the controls that change acquire what can fail — a
+ *     new audit file opened, a metrics or admin server bound on its new address — or refuse the
+ *     change ("restart required"). Any failure: whatever was prepared is released, nothing applied.
  *  3. apply — TLS material, authentication policy, users, ACL rules, access lists, bans; then the
- *     new profile becomes `broker.profile` and `reconfigure` hooks run. Connected clients meet the
- *     new rules at once: users removed or re-passworded, clients no longer on the access lists or
- *     anonymous where that is now refused, and TLS clients the listener would no longer accept are
- *     disconnected; withdrawn ACL rights are withdrawn from live subscriptions.
+ *     new profile becomes `broker.profile` and `reconfigure` hooks run (rate limits, protocol limits,
+ *     auto-disconnect, detectors, responses, audit, metrics, admin, identify), taking over what
+ *     their `prepare` acquired. Connected clients meet the new rules at once: users removed or
+ *     re-passworded, clients no longer on the access lists or anonymous where that is now refused,
+ *     and TLS clients the listener would no longer accept are disconnected; withdrawn ACL rights are
+ *     withdrawn from live subscriptions; new limits count their next packet (docs/reload.md).
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import tls from 'node:tls';
@@ -26,8 +31,8 @@ import { formatProfileIssue, isProfileError } from '@bastion/profile';
 import type { Listener, Profile, TlsListener } from '@bastion/profile';
 import type { Logger } from 'pino';
 import type { Bastion } from './broker.js';
-import { isReconfigurable, wireControls } from './controls.js';
-import type { Service, WiredControl } from './controls.js';
+import { RestartRequired, isReconfigurable, wireControls } from './controls.js';
+import type { PreparedChange, Reconfigurable, ReconfigureContext, Service, WiredControl } from './controls.js';
 import { loadTls } from './listeners.js';
 
 export interface ReloadIssue {
@@ -59,6 +64,16 @@ export interface RunningWiring {
 
 type Step = { what: string; run: () => void | Promise<void> };
 
+/** One control's `prepare`, and what it acquired until its `reconfigure` takes it over. */
+interface Preparation {
+  readonly name: string;
+  readonly path: string;
+  readonly run: () => PreparedChange | undefined | Promise<PreparedChange | undefined>;
+  prepared: PreparedChange | undefined;
+  /** Handed to the control's `reconfigure`: no longer ours to abort. */
+  handedOver: boolean;
+}
+
 interface Plan {
   issues: ReloadIssue[];
   changes: string[];
@@ -66,9 +81,14 @@ interface Plan {
   steps: Step[];
   /** After it (reconfigure hooks read `broker.profile`). */
   hooks: Step[];
+  /** Run at the end of planning; released by `discardBuilt` unless applied. */
+  prepares: Preparation[];
   /** The controls built from the new profile, to close once done. */
   built: WiredControl[];
 }
+
+/** Preparations by the plan's `built` list: `discardBuilt` (called once a reload is over, applied or not) releases the ones not taken over. */
+const preparations = new WeakMap<readonly WiredControl[], Preparation[]>();
 
 const issue = (path: string, message: string): ReloadIssue => ({ path, message });
 const restart = (path: string, what: string): ReloadIssue => issue(path, `${what}: restart required`);
@@ -265,6 +285,8 @@ function planRestartOnly(prev: Profile, next: Profile, plan: Plan): void {
     if (p === undefined) continue;
     const addr = (x: Listener) => `${x.name} ${x.protocol}://${x.host}:${x.port}${'path' in x ? x.path : ''}`;
     if (addr(p) !== addr(l)) plan.issues.push(restart(`listeners[${i}]`, `listener ${p.name} changed address (${addr(p)} → ${addr(l)})`));
+    // read once when the listener starts (which peers may send a header, and whether they must)
+    if (!isDeepStrictEqual(p.proxyProtocol, l.proxyProtocol)) plan.issues.push(restart(`listeners[${i}].proxyProtocol`, `listener ${p.name}: proxyProtocol changed`));
   }
   for (const key of ['maxPacketSize', 'connectTimeout'] as const) {
     if (prev.limits[key] !== next.limits[key]) plan.issues.push(restart(`limits.${key}`, `limits.${key} changed (${prev.limits[key]} → ${next.limits[key]})`));
@@ -334,7 +356,7 @@ const APPLIERS: Readonly<Record<string, Applier>> = {
 /** Work out everything a reload would do; `issues` non-empty means it must not be applied. */
 export async function planReload(broker: Bastion, running: readonly RunningWiring[], next: Profile, logger: Logger): Promise<Plan> {
   const prev = broker.profile;
-  const plan: Plan = { issues: [], changes: [], steps: [], hooks: [], built: [] };
+  const plan: Plan = { issues: [], changes: [], steps: [], hooks: [], prepares: [], built: [] };
   planRestartOnly(prev, next, plan);
 
   // Build every control from the new profile: loads its CRLs, keys and certificates — the validation.
@@ -351,11 +373,37 @@ export async function planReload(broker: Bastion, running: readonly RunningWirin
   // Controls whose settings changed: applied here, by their own hook, or restart required.
   const mwByName = new Map(broker.middleware.map((m) => [m.name, m]));
   const svcByName = new Map(broker.controls.services.map((s) => [s.name, s]));
+  preparations.set(plan.built, plan.prepares);
+  const live = (r: Reconfigurable & { name: string }, built: Middleware | Service | undefined, changed: readonly string[], what: string) => {
+    const context = (prepared: PreparedChange | undefined): ReconfigureContext => ({ replacement: built, changed, broker, prepared });
+    const prep: Preparation | undefined = r.prepare
+      ? { name: r.name, path: changed[0] ?? '(root)', run: () => r.prepare?.(next, context(undefined)), prepared: undefined, handedOver: false }
+      : undefined;
+    if (prep) plan.prepares.push(prep);
+    plan.hooks.push({
+      what,
+      run: () => {
+        if (prep) prep.handedOver = true;
+        return r.reconfigure(next, context(prep?.prepared));
+      },
+    });
+    // a control's middleware and service of one name (rate-limit, metrics) are one change
+    if (!plan.changes.includes(what)) plan.changes.push(what);
+  };
   for (const [i, w] of plan.built.entries()) {
     const was = running[i];
     const now = namesOf(w.wiring);
     const changed = changedReads(w.reads, prev, next);
-    if (changed.length === 0) continue;
+    if (changed.length === 0) {
+      // same settings; a control whose files changed (a renewed certificate, a rewritten key) still takes them
+      const seen = new Set<unknown>();
+      for (const [r, built] of runningPairs(w, was, mwByName, svcByName)) {
+        if (seen.has(r)) continue;
+        seen.add(r);
+        if (isReconfigurable(r) && r.outdated?.(built) === true) live(r, built, [], `${r.name}: files re-read`);
+      }
+      continue;
+    }
     const where = changed.slice(0, 4).join(', ') + (changed.length > 4 ? ', …' : '');
     const added = [...now.middleware.filter((n) => !was?.middleware.includes(n)), ...now.services.filter((n) => !was?.services.includes(n))];
     const removed = [...(was?.middleware ?? []).filter((n) => !now.middleware.includes(n)), ...(was?.services ?? []).filter((n) => !now.services.includes(n))];
@@ -369,18 +417,8 @@ export async function planReload(broker: Bastion, running: readonly RunningWirin
         plan.issues.push(restart(changed[0] ?? '(root)', `${where} changed and would turn off ${name}`));
       }
     }
-    const pairs: Array<[Middleware | Service, Middleware | Service | undefined]> = [
-      ...now.middleware.flatMap((n): Array<[Middleware, Middleware | undefined]> => {
-        const r = mwByName.get(n);
-        return r && was?.middleware.includes(n) ? [[r, w.wiring?.middleware?.find((m) => m.name === n)]] : [];
-      }),
-      ...now.services.flatMap((n): Array<[Service, Service | undefined]> => {
-        const r = svcByName.get(n);
-        return r && was?.services.includes(n) ? [[r, w.wiring?.services?.find((s) => s.name === n)]] : [];
-      }),
-    ];
     const hooked = new Set<unknown>();
-    for (const [r, built] of pairs) {
+    for (const [r, built] of runningPairs(w, was, mwByName, svcByName)) {
       if (hooked.has(r)) continue; // one object can be both middleware and service
       hooked.add(r);
       const applier = APPLIERS[r.name];
@@ -392,8 +430,7 @@ export async function planReload(broker: Bastion, running: readonly RunningWirin
           plan.changes.push(out.what);
         } else plan.issues.push(out);
       } else if (isReconfigurable(r)) {
-        plan.hooks.push({ what: `${r.name}: reconfigured (${where})`, run: () => r.reconfigure(next, { replacement: built, changed, broker }) });
-        plan.changes.push(`${r.name}: reconfigured (${where})`);
+        live(r, built, changed, `${r.name}: reconfigured (${where})`);
       } else {
         plan.issues.push(restart(changed[0] ?? '(root)', `${where} changed; the ${r.name} control cannot change live (no reconfigure hook)`));
       }
@@ -451,7 +488,35 @@ export async function planReload(broker: Bastion, running: readonly RunningWirin
       plan.issues.push(issue('accessLists', (err as Error).message));
     }
   }
+  // Last, what can still fail: files opened, ports bound, changes refused. Every one runs (all the
+  // reasons are reported at once); when any fails, discardBuilt releases what the others acquired.
+  for (const p of plan.prepares) {
+    try {
+      p.prepared = (await p.run()) ?? undefined;
+    } catch (err) {
+      if (err instanceof RestartRequired) plan.issues.push(issue(err.path, err.message));
+      else {
+        const message = (err as Error)?.message ?? String(err);
+        plan.issues.push(issue(p.path, message.includes(p.name) ? message : `${p.name}: ${message}`));
+      }
+    }
+  }
   return plan;
+}
+
+/** The running controls of one factory that the new profile keeps, each with its replacement. */
+function runningPairs(w: WiredControl, was: RunningWiring | undefined, mwByName: ReadonlyMap<string, Middleware>, svcByName: ReadonlyMap<string, Service>): Array<[Middleware | Service, Middleware | Service | undefined]> {
+  const now = namesOf(w.wiring);
+  return [
+    ...now.middleware.flatMap((n): Array<[Middleware, Middleware | undefined]> => {
+      const r = mwByName.get(n);
+      return r && was?.middleware.includes(n) ? [[r, w.wiring?.middleware?.find((m) => m.name === n)]] : [];
+    }),
+    ...now.services.flatMap((n): Array<[Service, Service | undefined]> => {
+      const r = svcByName.get(n);
+      return r && was?.services.includes(n) ? [[r, w.wiring?.services?.find((s) => s.name === n)]] : [];
+    }),
+  ];
 }
 
 /** A file the profile points to, read again (listed after the setting changes). */
@@ -460,8 +525,21 @@ function refresh(plan: Plan, step: Step): void {
   plan.changes.push(step.what);
 }
 
-/** The controls built for planning were never set up; release anything their constructors took. */
+/**
+ * The reload is over: release what `prepare` hooks acquired and no control took over (the reload
+ * failed or was refused), then the controls built for planning — never set up — and anything their
+ * constructors took.
+ */
 export async function discardBuilt(built: readonly WiredControl[], logger: Logger): Promise<void> {
+  for (const p of (preparations.get(built) ?? []).reverse()) {
+    if (p.handedOver || p.prepared === undefined) continue;
+    try {
+      await p.prepared.abort();
+    } catch (err) {
+      logger.warn({ err, control: p.name }, 'releasing what a reload had prepared');
+    }
+  }
+  preparations.delete(built);
   for (const w of built) {
     for (const m of w.wiring?.middleware ?? []) {
       try {

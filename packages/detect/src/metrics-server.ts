@@ -15,20 +15,30 @@ export interface MetricsServerOptions {
   path: string;
   /** Required as `Authorization: Bearer <token>` when set. */
   token?: string | undefined;
+  /** Bound but not serving yet (503) until `configure({ held: false })`: a reload binds the new address before it applies. */
+  held?: boolean;
 }
 
 export interface MetricsServer {
   address(): { host: string; port: number };
+  /** Change the path, token or hold for the next request (the address stays). */
+  configure(o: Partial<Pick<MetricsServerOptions, 'path' | 'token' | 'held'>>): void;
   close(): Promise<void>;
 }
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
 export function serveMetrics(source: { scrape(): Promise<string>; readonly contentType: string }, o: MetricsServerOptions, logger?: Logger): Promise<MetricsServer> {
-  const want = o.token === undefined ? undefined : digest(`Bearer ${o.token}`);
+  let path = o.path;
+  let want = o.token === undefined ? undefined : digest(`Bearer ${o.token}`);
+  let held = o.held === true;
   const server = createServer((req, res) => {
+    if (held) {
+      res.writeHead(503, { 'content-type': 'text/plain', 'retry-after': '1' }).end('starting\n');
+      return;
+    }
     const url = (req.url ?? '/').split('?')[0];
-    if (req.method !== 'GET' || url !== o.path) {
+    if (req.method !== 'GET' || url !== path) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
       return;
     }
@@ -55,6 +65,11 @@ export function serveMetrics(source: { scrape(): Promise<string>; readonly conte
         address: () => {
           const a = server.address() as AddressInfo;
           return { host: a.address, port: a.port };
+        },
+        configure(c) {
+          if (c.path !== undefined) path = c.path;
+          if ('token' in c) want = c.token === undefined ? undefined : digest(`Bearer ${c.token}`);
+          if (c.held !== undefined) held = c.held;
         },
         close: () =>
           new Promise<void>((done) => {

@@ -36,6 +36,8 @@ export interface Metrics extends Middleware {
   snapshot(): MetricsSnapshot;
   /** Where the HTTP endpoint listens, once it does (set by whoever serves it). */
   endpoint: { host: string; port: number } | undefined;
+  /** Export Node process metrics or stop (a profile reload); the other series are untouched. */
+  setProcessMetrics(on: boolean): void;
 }
 
 const DENIALS = new Set(['connection.refused', 'auth.failed', 'publish.denied', 'subscribe.denied', 'forward.denied', 'packet.rejected']);
@@ -44,7 +46,19 @@ const byteLength = (p: Buffer | string): number => (typeof p === 'string' ? Buff
 
 export function metrics(opts: MetricsOptions = {}): Metrics {
   const registry = new Registry();
-  if (opts.processMetrics) collectDefaultMetrics({ register: registry, prefix: 'bastion_' });
+  /** Names of the process metrics registered, while they are. */
+  let processMetrics: string[] | undefined;
+  const setProcessMetrics = (on: boolean) => {
+    if (on && processMetrics === undefined) {
+      const before = new Set(registry.getMetricsAsArray().map((m) => m.name));
+      collectDefaultMetrics({ register: registry, prefix: 'bastion_' });
+      processMetrics = registry.getMetricsAsArray().map((m) => m.name).filter((n) => !before.has(n));
+    } else if (!on && processMetrics !== undefined) {
+      for (const n of processMetrics) registry.removeSingleMetric(n);
+      processMetrics = undefined;
+    }
+  };
+  setProcessMetrics(opts.processMetrics === true);
   let ctx: BrokerContext | undefined;
   let unsubscribe: (() => void) | undefined;
 
@@ -151,6 +165,8 @@ export function metrics(opts: MetricsOptions = {}): Metrics {
     },
 
     scrape: () => registry.metrics(),
+
+    setProcessMetrics,
 
     snapshot() {
       let clients = 0;

@@ -117,6 +117,14 @@ export interface ManualOptions {
 export interface Responses extends Middleware {
   readonly dryRun: boolean;
   setDryRun(on: boolean): void;
+  /**
+   * New rules and policies while running (a profile reload): rules, allow-list, ban escalation,
+   * lockdown and topic-block defaults, capacity. Throws ResponseError on an unknown action, changing
+   * nothing. What is in force stays: bans, blocked topics, a lockdown (on the terms it was started
+   * with), the offence history and the action records. `dryRun` follows `opts.dryRun` only when that
+   * differs from the options before, so a dry run switched on by hand survives an unrelated reload.
+   */
+  update(opts: ResponsesOptions): void;
   /** Give the engine the broker's controls (called by the broker once it listens). */
   attach(caps: ResponseCapabilities): void;
   /** Run the profile's rules for a detection (done automatically for every `detection.raised`). */
@@ -178,14 +186,21 @@ export class ResponseError extends BastionError {
   }
 }
 
-export function responses(opts: ResponsesOptions = {}): Responses {
-  let dryRun = opts.dryRun ?? false;
-  const rules = opts.rules ?? [];
-  const allow = makeAllow(opts.allow);
-  const banPolicy = opts.ban ?? { duration: 10 * 60_000, factor: 2, maxDuration: 24 * 3_600_000, forgetAfter: 24 * 3_600_000 };
-  const capacity = opts.capacity ?? 10_000;
-  const keep = opts.history ?? 1_000;
+const DEFAULT_BAN_POLICY = { duration: 10 * 60_000, factor: 2, maxDuration: 24 * 3_600_000, forgetAfter: 24 * 3_600_000 };
+
+function checkRules(rules: readonly ResponseRule[]): void {
   for (const r of rules) for (const a of r.actions) if (!ACTIONS.includes(a.action)) throw new ResponseError(`unknown response action "${String(a.action)}" (known: ${ACTIONS.join(', ')})`);
+}
+
+export function responses(initial: ResponsesOptions = {}): Responses {
+  let opts = initial;
+  let dryRun = opts.dryRun ?? false;
+  let rules = opts.rules ?? [];
+  let allow = makeAllow(opts.allow);
+  let banPolicy = opts.ban ?? DEFAULT_BAN_POLICY;
+  let capacity = opts.capacity ?? 10_000;
+  let keep = opts.history ?? 1_000;
+  checkRules(rules);
 
   let ctx: BrokerContext | undefined;
   let caps: ResponseCapabilities = {};
@@ -456,6 +471,20 @@ export function responses(opts: ResponsesOptions = {}): Responses {
     return out;
   };
 
+  /** Listen for detections while there are rules (a bus nobody listens to skips building some events). */
+  const listen = () => {
+    if (rules.length === 0 || !ctx) {
+      unsubscribe?.();
+      unsubscribe = undefined;
+      return;
+    }
+    unsubscribe ??= ctx.events.on((e) => {
+      if (e.type !== DETECTION_RAISED) return;
+      const d = detectionFromEvent(e);
+      if (d) respond(d);
+    });
+  };
+
   const manual = (o: ManualOptions | undefined): Run => ({ actor: o?.actor ?? 'api', dry: o?.dryRun ?? false, reason: o?.reason });
 
   const lockdownVerdict = (who: { ip?: string | undefined; clientId?: string | undefined; username?: string | undefined }, final: boolean): Verdict => {
@@ -503,13 +532,20 @@ export function responses(opts: ResponsesOptions = {}): Responses {
     async setup(context) {
       ctx = context;
       await privateBans.setup?.(context);
-      // no rules, nothing to listen for (and a bus nobody listens to skips building some events)
-      if (rules.length === 0) return;
-      unsubscribe = context.events.on((e) => {
-        if (e.type !== DETECTION_RAISED) return;
-        const d = detectionFromEvent(e);
-        if (d) respond(d);
-      });
+      listen();
+    },
+
+    update(next) {
+      checkRules(next.rules ?? []);
+      if (next.dryRun !== undefined && next.dryRun !== opts.dryRun) dryRun = next.dryRun;
+      rules = next.rules ?? [];
+      allow = makeAllow(next.allow);
+      banPolicy = next.ban ?? DEFAULT_BAN_POLICY;
+      capacity = next.capacity ?? 10_000;
+      keep = next.history ?? keep;
+      opts = next;
+      listen();
+      ctx?.logger.info({ responses: { rules: rules.length, dryRun } }, 'response rules changed');
     },
 
     attach(c) {

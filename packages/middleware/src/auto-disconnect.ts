@@ -42,8 +42,21 @@ export interface AutoDisconnectSettings {
 
 export interface AutoDisconnect extends Middleware {
   readonly settings: Readonly<AutoDisconnectSettings>;
-  /** Change settings while running; the new idle timeout and age apply to connections made from now on, and idle checks to all. */
-  update(options: AutoDisconnectOptions): Readonly<AutoDisconnectSettings>;
+  /**
+   * Change settings while running (keys given replace; with `replace`, keys not given return to
+   * their defaults). Throws BASTION_ERR_AUTO_DISCONNECT on a bad value, changing nothing. Open
+   * connections meet the new settings too:
+   * - idle timeout: every connection, its idleness counted from its last PUBLISH/SUBSCRIBE (from now
+   *   for one that was not watched before);
+   * - maximum age: every connection, measured from its CONNECT with a fresh jitter; one already past
+   *   its new age is closed within the jitter window (`maxAge × maxAgeJitter`, so they do not all
+   *   come back at once);
+   * - keepalive: a connection the new rule refuses (over `max` with `overMax: refuse`, or 0 with
+   *   `refuseZero`) is disconnected; one it would only cap keeps its keepalive until it reconnects
+   *   (MQTT 3.1.1 cannot tell a client a new keepalive, and a shorter timer behind its back would cut
+   *   off a client pinging as agreed).
+   */
+  update(options: AutoDisconnectOptions, mode?: { replace?: boolean }): Readonly<AutoDisconnectSettings>;
 }
 
 const KEEPALIVE_ZERO = deny('not-authorized', 'keepalive 0 is not allowed: the client must ask for a keepalive');
@@ -113,6 +126,27 @@ export function autoDisconnect(options: AutoDisconnectOptions = {}): AutoDisconn
     }
   };
 
+  /** Arm (or re-arm) a connection's age timer from its CONNECT time; past due: within the jitter window. */
+  const armAge = (client: ClientInfo, t: Tracked, now: number) => {
+    clearTimeout(t.age);
+    t.age = undefined;
+    if (s.maxAge <= 0) return;
+    const age = Math.max(1, Math.round(s.maxAge * (1 - Math.random() * s.maxAgeJitter)));
+    const connectedAt = client.connectedAt > 0 ? client.connectedAt : now;
+    const due = connectedAt + age - now;
+    const wait = due > 0 ? due : Math.round(Math.random() * s.maxAge * s.maxAgeJitter);
+    t.age = setTimeout(() => close(client, 'max-age', 'PR.SS-7', `connected for ${Math.round((Date.now() - connectedAt) / 1000)} s: reconnect for fresh session keys`, { maxAge: s.maxAge, age }), wait);
+    t.age.unref();
+  };
+
+  /** Why the keepalive rule in force refuses a keepalive, or undefined. */
+  const keepaliveRefusal = (k: number): string | undefined => {
+    const { max, overMax, refuseZero } = s.keepalive;
+    if (k === 0 && refuseZero) return 'keepalive 0 is no longer allowed';
+    if (max > 0 && overMax === 'refuse' && (k === 0 || k > max)) return `keepalive ${k} s is above the new maximum of ${max} s`;
+    return undefined;
+  };
+
   const restartSweeper = () => {
     clearInterval(sweeper);
     sweeper = undefined;
@@ -142,10 +176,37 @@ export function autoDisconnect(options: AutoDisconnectOptions = {}): AutoDisconn
       restartSweeper();
     },
 
-    update(next) {
-      s = normalize(next, s);
+    update(next, mode) {
+      const before = s;
+      s = normalize(next, mode?.replace ? undefined : s);
       restartSweeper();
       ctx?.logger.info({ autoDisconnect: s }, 'auto-disconnect settings changed');
+      if (!ctx) return s;
+      const c = ctx;
+      const now = Date.now();
+      if (s.idleTimeout <= 0 && s.maxAge <= 0) {
+        for (const t of tracked.values()) clearTimeout(t.age);
+        tracked.clear();
+      } else {
+        for (const client of c.clients()) {
+          let t = tracked.get(client);
+          if (t === undefined) {
+            t = { last: tick, age: undefined };
+            tracked.set(client, t);
+          }
+          if (s.maxAge !== before.maxAge || s.maxAgeJitter !== before.maxAgeJitter || t.age === undefined) armAge(client, t, now);
+        }
+      }
+      const refused = new Map<string, string>();
+      for (const client of c.clients()) {
+        const why = keepaliveRefusal(client.keepalive);
+        if (why !== undefined) refused.set(client.id, why);
+      }
+      for (const [id, why] of refused) {
+        const client = c.client(id);
+        c.events.emit({ type: 'disconnect.enforced', time: now, control: 'PR.SS-2', source: 'auto-disconnect', clientId: id, username: client?.username, remoteAddress: client?.remoteAddress, listener: client?.listener, reason: 'kicked', message: why, detail: { keepalive: client?.keepalive, max: s.keepalive.max } });
+        c.disconnect(id, 'kicked', `settings changed: ${why}`);
+      }
       return s;
     },
 

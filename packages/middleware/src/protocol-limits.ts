@@ -57,8 +57,14 @@ export interface QueuePersistence {
 
 export interface ProtocolLimits extends Middleware {
   readonly settings: Readonly<ProtocolLimitSettings>;
-  /** Change limits while running; keys given replace. Throws BASTION_ERR_PROTOCOL_LIMITS on a bad value. */
-  update(options: ProtocolLimitsOptions): Readonly<ProtocolLimitSettings>;
+  /**
+   * Change limits while running; keys given replace (with `replace`, keys not given return to their
+   * defaults, a client-id pattern included). Throws BASTION_ERR_PROTOCOL_LIMITS on a bad value,
+   * changing nothing. Open connections meet the new topic, subscription-count, queue, in-flight and
+   * slow-consumer limits from their next packet (subscriptions already held are kept); client-id
+   * rules are checked at CONNECT, so they apply to new connections.
+   */
+  update(options: ProtocolLimitsOptions, mode?: { replace?: boolean }): Readonly<ProtocolLimitSettings>;
   /** Hand the in-flight and slow-consumer limits to the core (now and on every update). */
   bindCore(core: { setConnectionLimits(limits: ConnectionLimits): void }): void;
   /** Count QoS 1/2 queues in this persistence (wrapped in place) and enforce `maxQueuedPerClient`. */
@@ -216,8 +222,8 @@ export function protocolLimits(options: ProtocolLimitsOptions = {}): ProtocolLim
       ctx = context;
     },
 
-    update(next) {
-      s = normalize(next, s);
+    update(next, mode) {
+      s = normalize(next, mode?.replace ? undefined : s);
       core?.setConnectionLimits(coreLimits());
       ctx?.logger.info({ protocolLimits: { ...s, clientId: { maxLength: s.clientId.maxLength, pattern: s.clientId.pattern?.source } } }, 'protocol limits changed');
       return s;

@@ -1,28 +1,38 @@
 import { detectors, responses } from '@bastion/detect';
-import type { Detectors, ResponseCapabilities, Responses } from '@bastion/detect';
+import type { ResponseCapabilities, Responses, ResponsesOptions } from '@bastion/detect';
 import type { Bans, PasswordAuth, Revocation } from '@bastion/middleware';
-import type { ControlFactory } from '../controls.js';
+import type { Profile } from '@bastion/profile';
+import type { ControlFactory, Reconfigurable } from '../controls.js';
+
+function responsesOptions(profile: Profile): ResponsesOptions {
+  const r = profile.responses;
+  return r === undefined
+    ? {}
+    : {
+        dryRun: r.dryRun,
+        rules: r.rules,
+        allow: r.allow,
+        ban: r.ban,
+        lockdown: r.lockdown,
+        blockTopicDuration: r.blockTopicDuration,
+        capacity: profile.detectors?.capacity,
+      };
+}
 
 /**
  * RS.RP-1…6 from `responses`: the response engine. Always present (its lockdown, topic blocks and
  * action methods serve the embedding and admin APIs); its rules come from the profile. Once the
  * broker listens it is given the bans, passwords and revocation controls and a graceful shutdown.
+ * A reload swaps rules and policies in place (`update`): bans, blocked topics and a lockdown in
+ * force stay.
  */
 export const responsesControl: ControlFactory = ({ profile }) => {
-  const r = profile.responses;
-  const mw = responses(
-    r === undefined
-      ? {}
-      : {
-          dryRun: r.dryRun,
-          rules: r.rules,
-          allow: r.allow,
-          ban: r.ban,
-          lockdown: r.lockdown,
-          blockTopicDuration: r.blockTopicDuration,
-          capacity: profile.detectors?.capacity,
-        },
-  );
+  const live: Reconfigurable = {
+    reconfigure(next) {
+      mw.update(responsesOptions(next));
+    },
+  };
+  const mw = Object.assign(responses(responsesOptions(profile)), live);
   return {
     phase: 'gate',
     middleware: [mw],
@@ -41,16 +51,26 @@ export const responsesControl: ControlFactory = ({ profile }) => {
           broker.controls.get<Responses>('responses')?.attach(caps);
         },
         stop() {},
+        reconfigure() {}, // the middleware above takes the change
       },
     ],
   };
 };
 
-/** DE.NM-1/2, DE.PM-1, DE.ID-1…4 (PR.SS-3) from `detectors`: observers at the end of the chain. */
+/**
+ * DE.NM-1/2, DE.PM-1, DE.ID-1…4 (PR.SS-3) from `detectors`: observers at the end of the chain. A
+ * reload swaps the detector set in place (`update`): detectors turned on start detecting, those
+ * turned off stop, unchanged ones keep their windows.
+ */
 export const detectorsControl: ControlFactory = ({ profile, logger }) => {
   const d = profile.detectors;
   if (!d) return undefined;
-  const mw = detectors(d);
+  const live: Reconfigurable = {
+    reconfigure(next) {
+      if (next.detectors) mw.update(next.detectors); // turning every detector off is refused before (reload.ts)
+    },
+  };
+  const mw = Object.assign(detectors(d), live);
   return {
     phase: 'observe',
     middleware: [mw],
@@ -59,11 +79,13 @@ export const detectorsControl: ControlFactory = ({ profile, logger }) => {
         name: 'detectors',
         controls: ['DE.ID-3'],
         start(broker) {
-          if (d.undeliverable && !broker.controls.get<Detectors>('detectors')?.attachSubscribers((broker.aedes as unknown as { mq: unknown }).mq)) {
+          // kept by the middleware: undeliverable detection turned on by a reload reads it too
+          if (!mw.attachSubscribers((broker.aedes as unknown as { mq: unknown }).mq)) {
             logger.warn('undeliverable-message detection (DE.ID-3) cannot read subscriptions from this message bus; it stays silent');
           }
         },
         stop() {},
+        reconfigure() {}, // the middleware above takes the change
       },
     ],
   };

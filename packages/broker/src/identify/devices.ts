@@ -132,12 +132,19 @@ export function certificateView(c: ClientCertificate): CertificateView {
 export class Devices {
   readonly capacity: number;
   readonly #records = new Map<string, DeviceRecord>();
-  readonly #expected: ReadonlyArray<ExpectedDevice & { re?: RegExp }>;
+  /** The disconnected records, longest disconnected first: eviction takes the first, in O(1). */
+  readonly #offline = new Map<string, DeviceRecord>();
+  #expected: ReadonlyArray<ExpectedDevice & { re?: RegExp }> = [];
   #evicted = 0;
 
   constructor(opts: { capacity?: number; expected?: readonly ExpectedDevice[] } = {}) {
     this.capacity = Math.max(1, opts.capacity ?? DEFAULT_DEVICE_CAPACITY);
-    this.#expected = (opts.expected ?? []).map((e) => (e.pattern !== undefined ? { ...e, re: globRegExp(e.pattern) } : { ...e }));
+    this.setExpected(opts.expected ?? []);
+  }
+
+  /** The clients the profile expects (a reload may change them; the records seen so far stay). */
+  setExpected(expected: readonly ExpectedDevice[]): void {
+    this.#expected = expected.map((e) => (e.pattern !== undefined ? { ...e, re: globRegExp(e.pattern) } : { ...e }));
   }
 
   get size(): number {
@@ -174,6 +181,7 @@ export class Devices {
       };
     } else {
       this.#records.delete(c.id); // re-inserted below: Map order is least recently connected first
+      this.#offline.delete(c.id);
       Object.assign(r, {
         identity: c.username,
         groups: c.groups,
@@ -202,14 +210,21 @@ export class Devices {
     r.disconnectedAt = now;
     r.lastSeen = now;
     r.lastDisconnect = reason;
+    if (r.live === 0 && this.#records.get(r.clientId) === r) {
+      this.#offline.delete(r.clientId); // to the recent end
+      this.#offline.set(r.clientId, r);
+    }
   }
 
-  /** Forget the longest-disconnected records until there is room for one more. */
+  /**
+   * Forget the longest-disconnected records until there is room for one more. Connected records are
+   * never forgotten, so with more clients connected than `capacity` the inventory grows past it —
+   * without scanning the connected ones on every CONNECT (that scan was O(n) per connection).
+   */
   #makeRoom(): void {
-    if (this.#records.size < this.capacity) return;
-    for (const [id, r] of this.#records) {
-      if (this.#records.size < this.capacity) break;
-      if (r.live > 0) continue;
+    for (const [id] of this.#offline) {
+      if (this.#records.size < this.capacity) return;
+      this.#offline.delete(id);
       this.#records.delete(id);
       this.#evicted++;
     }

@@ -57,6 +57,8 @@ export interface Identify extends Middleware, Omit<Service, 'controls'> {
   flowsAs(format: FlowFormat): string;
   /** ID.IS-4: TLS versions and suites per listener and per client. */
   crypto(): Promise<CryptoReport>;
+  /** New expected clients and SBOM properties while running (a profile reload); what was seen stays. */
+  update(opts: Pick<IdentifyOptions, 'expected' | 'properties'>): void;
 }
 
 /** Per connection: its device record, flow identity and a cache of the edges it already used. */
@@ -95,7 +97,8 @@ function clockStop(): void {
 /** The flow identity: the authenticated name (certificate identity or username), else the client id. */
 const identityOf = (c: Pick<ClientInfo, 'username' | 'id'>): string => c.username ?? c.id;
 
-export function identify(opts: IdentifyOptions = {}): Identify {
+export function identify(initial: IdentifyOptions = {}): Identify {
+  let opts = initial;
   const devices = new Devices({ capacity: opts.capacity, expected: opts.expected });
   const map = new FlowMap({ generalizeAfter: opts.generalizeAfter, maxEdges: opts.maxEdges, maxNodes: opts.maxTopicNodes });
   const negotiated = new Negotiated();
@@ -209,6 +212,10 @@ export function identify(opts: IdentifyOptions = {}): Identify {
       return format === 'mermaid' ? toMermaid(json) : format === 'dot' ? toDot(json) : JSON.stringify(json, null, 2) + '\n';
     },
     crypto: () => cryptoReport(listeners, ctx ? ctx.clients() : [], negotiated),
+    update(next) {
+      devices.setExpected(next.expected ?? []);
+      opts = { ...opts, expected: next.expected, properties: next.properties };
+    },
   };
   return self;
 }

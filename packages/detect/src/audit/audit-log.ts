@@ -76,13 +76,16 @@ function levelsMatch(f: string[], t: string[]): boolean {
   return f.length === t.length;
 }
 
+/** What may change on an open log (a profile reload); the file may not. */
+export type AuditLogSettings = Pick<AuditLogOptions, 'key' | 'maxSize' | 'maxFiles' | 'fsync' | 'exclude' | 'receipts'>;
+
 export class AuditLog {
   readonly file: string;
   readonly #writer: RotatingWriter;
-  readonly #key: Buffer | undefined;
-  readonly #exclude: ReadonlySet<string>;
-  readonly #receipts: readonly string[];
-  readonly #wants: (topic: string) => boolean;
+  #key: Buffer | undefined;
+  #exclude: ReadonlySet<string>;
+  #receipts: readonly string[];
+  #wants: (topic: string) => boolean;
   readonly #logger: Logger | undefined;
   #seq = 0;
   #prev = GENESIS;
@@ -135,6 +138,42 @@ export class AuditLog {
     return this.#receipts;
   }
 
+  /**
+   * Carry another log's chain on into this one (a reload moving the log to a new file): its first
+   * line then follows `head` as across a rotation. Only before this log has a chain of its own.
+   */
+  continueFrom(head: Pick<AuditHead, 'seq' | 'hash'>): boolean {
+    if (this.#seq !== 0 || this.#lines !== 0) return false;
+    this.#seq = head.seq;
+    this.#prev = head.hash;
+    return true;
+  }
+
+  /**
+   * New settings for this file (a profile reload). Another HMAC key rotates the file first, so each
+   * file's lines carry HMACs under one key (`bastion audit verify --key-file` per file).
+   */
+  reconfigure(o: AuditLogSettings): void {
+    if (o.key !== undefined && o.key.length < 16) throw new RangeError('the audit HMAC key must be at least 16 bytes');
+    this.#writer.setOptions({ maxSize: o.maxSize ?? DEFAULT_MAX_SIZE, maxFiles: o.maxFiles ?? 0, fsync: o.fsync ?? false });
+    this.#exclude = new Set(o.exclude ?? []);
+    this.#receipts = o.receipts ?? [];
+    this.#wants = topicMatcher(this.#receipts);
+    const rekey = !(o.key === undefined ? this.#key === undefined : this.#key !== undefined && o.key.equals(this.#key));
+    this.#key = o.key;
+    if (rekey && this.#open && this.#writer.size > 0) this.#rotate(this.#seq + 1, new Date().toISOString(), { reason: 'HMAC key changed' });
+  }
+
+  /** Rotate, and open the new file with a record naming its predecessor; the chain runs on through it. */
+  #rotate(seq: number, time: string, detail: Record<string, unknown> = {}): void {
+    const rotatedTo = this.#writer.rotate();
+    const marker = chainLine({ seq, time, type: 'audit.rotated', detail: { previousFile: rotatedTo, ...detail } }, this.#prev, this.#key);
+    this.#writer.write(marker.line);
+    this.#prev = marker.hash;
+    this.#seq = seq;
+    this.#lines++;
+  }
+
   /** Append one record (`type` required); `seq`, `time` and the chain fields are added. */
   append(record: { type: string } & Record<string, unknown>, at: number = Date.now()): void {
     if (!this.#open) return;
@@ -142,13 +181,7 @@ export class AuditLog {
     const entry = { seq, time: new Date(at).toISOString(), ...record };
     let { line, hash } = chainLine(entry, this.#prev, this.#key);
     if (this.#writer.wouldOverflow(Buffer.byteLength(line) + 1)) {
-      const rotatedTo = this.#writer.rotate();
-      // the new file opens with a record naming its predecessor; the chain runs on through it
-      const marker = chainLine({ seq, time: entry.time, type: 'audit.rotated', detail: { previousFile: rotatedTo } }, this.#prev, this.#key);
-      this.#writer.write(marker.line);
-      this.#prev = marker.hash;
-      this.#seq = seq;
-      this.#lines++;
+      this.#rotate(seq, entry.time);
       ({ line, hash } = chainLine({ ...entry, seq: seq + 1 }, this.#prev, this.#key));
       this.#seq = seq + 1;
     } else {

@@ -22,7 +22,7 @@ export interface WriterOptions {
 
 export class RotatingWriter {
   readonly file: string;
-  readonly #o: WriterOptions;
+  #o: WriterOptions;
   #fd: number | undefined;
   #size = 0;
   #queue: string[] = [];
@@ -64,6 +64,11 @@ export class RotatingWriter {
 
   get size(): number {
     return this.#size;
+  }
+
+  /** New rotation and sync settings (a profile reload); they apply from the next write. */
+  setOptions(o: WriterOptions): void {
+    this.#o = o;
   }
 
   /** True when `bytes` more would take the active file past maxSize (and it is not empty). */
