@@ -300,6 +300,44 @@ describe.each(implementations)('%s: behaviour the patches must not change', (_na
   });
 });
 
+describe("a fix in Bastion's Aedes patch", () => {
+  it('a resumed session gets its CONNACK first, then what was published to it while its session was being restored', async () => {
+    // Upstream Aedes restores a persistent session's subscriptions before it writes the CONNACK, and
+    // delivers anything published in between at once: the client's first packet is then a PUBLISH,
+    // against [MQTT-3.2.0-1], and mqtt.js, which holds the PUBACK until it is connected while it
+    // waits for that PUBACK before reading on, never reads the CONNACK (seen as a cluster test that
+    // failed under load). The patch holds those deliveries until the CONNACK is written.
+    const { port, aedes } = await startAedes((await import(await installedEntry('aedes'))) as AedesModule);
+    const publisher = await client(`mqtt://127.0.0.1:${port}`, { clientId: 'pub' });
+    const persistence = (aedes as unknown as { persistence: { delWill: (c: { id: string }) => Promise<unknown> } }).persistence;
+    const delWill = persistence.delWill.bind(persistence);
+    let resuming = false;
+    // storeWill (delWill) runs after the subscriptions are restored and before the CONNACK
+    persistence.delWill = async (c) => {
+      if (c.id === 'resume' && resuming) {
+        publisher.publish('r/x', 'during', { qos: 0 });
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      return delWill(c);
+    };
+    const id = Buffer.from('resume');
+    const connectPkt = Buffer.concat([Buffer.from([0x10, 12 + id.length, 0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 0x00, 0, 60, 0, id.length]), id]);
+    const first = await rawSubscriberThatNeverAcks(port, 'resume', 'r/x'); // clean session off, QoS 1
+    first.socket.destroy();
+    await waitFor(() => aedes.connectedClients === 1, 3000, 'the first session closed');
+    resuming = true;
+    const s = net.connect({ host: '127.0.0.1', port });
+    sockets.push(s);
+    const bytes: number[] = [];
+    s.on('data', (c: Buffer) => bytes.push(...c));
+    s.write(connectPkt);
+    await waitFor(() => bytes.length >= 4 + 2 + 2 + 3 + 6, 5000, 'CONNACK and the PUBLISH');
+    expect(bytes.slice(0, 4)).toEqual([0x20, 2, 1, 0]); // CONNACK first, session present
+    expect(bytes[4]! >> 4).toBe(3); // then the PUBLISH
+    expect(Buffer.from(bytes.slice(-6)).toString()).toBe('during');
+  });
+});
+
 describe("Bastion's connect path (password cache, synchronous authentication)", () => {
   let broker: BastionBroker | undefined;
   afterEach(async () => {

@@ -121,7 +121,9 @@ describe('two broker processes on one Redis', () => {
     clients.push(back);
     const got: string[] = [];
     back.on('message', (_t, p) => got.push(p.toString()));
-    await waitFor(() => new Set(got).size === 3, 8000, 'the queued messages on B');
+    await waitFor(() => new Set(got).size === 3, 8000, 'the queued messages on B').catch(async (err: Error) => {
+      throw new Error(`${err.message}: got ${JSON.stringify(got)}, ${await raw.llen(`${prefix}outgoing:offline-on-b`)} queued in Redis`);
+    });
     expect([...new Set(got)].sort()).toEqual(['cluster-plaintext-queued-0', 'cluster-plaintext-queued-1', 'cluster-plaintext-queued-2']);
 
     // what crossed Redis pub/sub and what Redis stores: sealed

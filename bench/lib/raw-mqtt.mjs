@@ -164,97 +164,6 @@ export function closeAll(sockets, timeoutMs = 10_000) {
   });
 }
 
-/**
- * A counting subscriber: CONNECT, SUBSCRIBE (QoS 0) to one filter, then only counts the PUBLISH
- * packets going by (fixed header and length, nothing parsed or copied). For fan-out, where 100
- * mqtt.js subscribers in one process would be the bottleneck instead of the broker.
- * Resolves { socket, count() } once the SUBACK arrived.
- */
-export function rawSubscriber(conn, { clientId, topic, username, password, localAddress, tlsOpts, onPublish }) {
-  return new Promise((resolve, reject) => {
-    const socket =
-      conn.transport === 'tls'
-        ? tls.connect({ host: conn.host, port: conn.port, localAddress, ...tlsOpts })
-        : net.connect({ host: conn.host, port: conn.port, localAddress });
-    socket.write(connectPacket({ clientId, username, password }));
-    const t = Buffer.from(topic, 'utf8');
-    const sub = Buffer.allocUnsafe(2 + 2 + 2 + t.length + 1);
-    sub[0] = 0x82;
-    sub[1] = 2 + 2 + t.length + 1; // topics here are short (< 128 bytes)
-    sub.writeUInt16BE(1, 2);
-    sub.writeUInt16BE(t.length, 4);
-    t.copy(sub, 6);
-    sub[6 + t.length] = 0;
-    let state = 0; // 0 CONNACK, 1 SUBACK, 2 counting
-    let count = 0;
-    // frame scanner state
-    let skip = 0;
-    let inLen = false;
-    let type = 0;
-    let len = 0;
-    let mult = 1;
-    let pending = null;
-    const fail = (msg) => {
-      socket.destroy();
-      reject(new Error(`${clientId}: ${msg}`));
-    };
-    socket.on('error', (err) => {
-      if (state < 2) fail(err.message);
-    });
-    socket.on('close', () => {
-      if (state < 2) fail('closed before SUBACK');
-    });
-    socket.on('data', (chunk) => {
-      if (state < 2) {
-        pending = pending ? Buffer.concat([pending, chunk]) : chunk;
-        if (state === 0) {
-          if (pending.length < 4) return;
-          if (pending[0] !== 0x20 || pending[3] !== 0) return fail(`CONNACK refused (${pending[3]})`);
-          pending = pending.subarray(4);
-          state = 1;
-          socket.write(sub);
-        }
-        if (state === 1) {
-          if (pending.length < 5) return;
-          if (pending[0] !== 0x90 || pending[4] > 2) return fail(`SUBACK refused (${pending[4]})`);
-          chunk = pending.subarray(5);
-          pending = null;
-          state = 2;
-          resolve({ socket, count: () => count });
-        }
-      }
-      const n = chunk.length;
-      let i = 0;
-      while (i < n) {
-        if (skip > 0) {
-          const take = n - i < skip ? n - i : skip;
-          skip -= take;
-          i += take;
-          continue;
-        }
-        const b = chunk[i++];
-        if (!inLen) {
-          type = b >> 4;
-          inLen = true;
-          len = 0;
-          mult = 1;
-          continue;
-        }
-        len += (b & 127) * mult;
-        mult *= 128;
-        if ((b & 128) === 0) {
-          inLen = false;
-          skip = len;
-          if (type === 3) {
-            count++;
-            onPublish?.();
-          }
-        }
-      }
-    });
-  });
-}
-
 /** Loopback source address number i of a spread fleet: 127.0.1.1 … 127.0.4.250 (1,000 addresses). */
 export function spreadAddress(i) {
   const k = i % 1000;
@@ -288,12 +197,14 @@ function rawSession(conn, { clientId, username, password, localAddress, tlsOpts 
 }
 
 /**
- * QoS 1 without mqtt.js, for the QoS 1 throughput scenario, where one mqtt.js publisher and one
- * mqtt.js subscriber in a process saturated the generator's CPU before the broker's. The
- * subscriber acknowledges every QoS 1 PUBLISH (all the PUBACKs of one read in one write); the
- * publisher keeps `window` PUBLISHes awaiting PUBACK, written in batches.
+ * A counting subscriber without mqtt.js: CONNECT, SUBSCRIBE to one filter at `qos`, then it only
+ * scans frames — fixed header and length, and for a QoS 1 PUBLISH the packet id, which it
+ * acknowledges (all the PUBACKs of one read in one write); nothing is parsed or copied. For fan-out
+ * (100 mqtt.js subscribers in one process would be the bottleneck) and QoS 1 throughput (an
+ * mqtt.js pair saturated the generator's CPU before the broker's). Resolves { socket } once the
+ * SUBACK arrived; `onPublish` is called per PUBLISH.
  */
-export async function rawQoS1Subscriber(conn, { clientId, topic, username, password, localAddress, tlsOpts, onPublish }) {
+export async function rawSubscriber(conn, { clientId, topic, qos = 0, username, password, localAddress, tlsOpts, onPublish }) {
   const socket = await rawSession(conn, { clientId, username, password, localAddress, tlsOpts });
   const t = Buffer.from(topic, 'utf8');
   const sub = Buffer.allocUnsafe(2 + 2 + 2 + t.length + 1);
@@ -302,7 +213,7 @@ export async function rawQoS1Subscriber(conn, { clientId, topic, username, passw
   sub.writeUInt16BE(1, 2);
   sub.writeUInt16BE(t.length, 4);
   t.copy(sub, 6);
-  sub[6 + t.length] = 1;
+  sub[6 + t.length] = qos;
   socket.write(sub);
   return new Promise((resolve, reject) => {
     let subscribed = false;
@@ -388,7 +299,10 @@ export async function rawQoS1Subscriber(conn, { clientId, topic, username, passw
   });
 }
 
-/** A raw QoS 1 publisher: `publish(n, window)` resolves when n PUBLISHes were all acknowledged. */
+/**
+ * A raw QoS 1 publisher: `publish(n, window)` keeps `window` PUBLISHes awaiting PUBACK, written in
+ * batches, and resolves when all n were acknowledged.
+ */
 export async function rawQoS1Publisher(conn, { clientId, topic, payload, username, password, localAddress, tlsOpts }) {
   const socket = await rawSession(conn, { clientId, username, password, localAddress, tlsOpts });
   const t = Buffer.from(topic, 'utf8');

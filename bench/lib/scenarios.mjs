@@ -21,7 +21,7 @@ import { readFileSync } from 'node:fs';
 import { connectClient, endClient, subscribe, tlsInfo } from './clients.mjs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { closeAll, connectMany, rawQoS1Publisher, rawQoS1Subscriber, rawSubscriber, spreadAddress } from './raw-mqtt.mjs';
+import { closeAll, connectMany, rawQoS1Publisher, rawSubscriber, spreadAddress } from './raw-mqtt.mjs';
 import { launch } from './process.mjs';
 
 export const DEFAULT_PARAMS = {
@@ -167,6 +167,44 @@ function publishQoS1(client, topic, payload, n, window) {
 }
 
 /**
+ * Counts deliveries at the receiving side of a throughput round. `round(n, publish)` runs
+ * `publish()`, then waits for all n deliveries, giving up once they stop coming for `idleMs` (QoS 0
+ * may drop; QoS 1 must not, which the caller reports as lost). The time runs from the first publish
+ * to the last delivery.
+ */
+function deliveryCounter(idleMs) {
+  let received = 0;
+  let expected = 0;
+  let lastAt = 0;
+  let onAll = () => {};
+  return {
+    onDelivery() {
+      received++;
+      lastAt = performance.now();
+      if (received === expected) onAll();
+    },
+    async round(n, publish) {
+      received = 0;
+      expected = n;
+      lastAt = 0;
+      const all = new Promise((resolve) => (onAll = resolve));
+      const t0 = performance.now();
+      await publish();
+      const publishedAt = performance.now();
+      let complete = received >= n;
+      while (!complete) {
+        const before = received;
+        const outcome = await Promise.race([all.then(() => 'all'), new Promise((r) => setTimeout(r, idleMs, 'idle'))]);
+        if (outcome === 'all') complete = true;
+        else if (received === before) break;
+      }
+      const endAt = lastAt > t0 ? lastAt : performance.now();
+      return { delivered: received, expected: n, elapsedMs: endAt - t0, publishMs: publishedAt - t0, complete };
+    },
+  };
+}
+
+/**
  * 1 publisher → 1 subscriber on one topic, both in this process. Throughput is counted at the
  * subscriber: messages received / time from the first publish to the last message received.
  */
@@ -186,40 +224,11 @@ function pubSubThroughput(qos) {
     }
     const payload = Buffer.alloc(params.payloadBytes, 0x42);
 
-    let received = 0;
-    let expected = 0;
-    let lastAt = 0;
-    let onAll = () => {};
-    sub.on('message', () => {
-      received++;
-      lastAt = performance.now();
-      if (received === expected) onAll();
-    });
-
+    const counter = deliveryCounter(params.idleMs);
+    sub.on('message', counter.onDelivery);
     /** Publishes n messages; resolves when the subscriber has all, or when loss is evident. */
-    const round = async (n) => {
-      received = 0;
-      expected = n;
-      lastAt = 0;
-      const all = new Promise((resolve) => (onAll = resolve));
-      const t0 = performance.now();
-      const publishing =
-        qos === 0 ? publishQoS0(pub, topic, payload, n, params.qos0Batch) : publishQoS1(pub, topic, payload, n, params.qos1Window);
-      await publishing;
-      const publishedAt = performance.now();
-      // All published (and for QoS 1 all acknowledged). Wait for the rest at the subscriber,
-      // but give up on messages that stop coming (QoS 0 may drop; QoS 1 must not).
-      let complete = received >= n;
-      while (!complete) {
-        const before = received;
-        const idle = new Promise((resolve) => setTimeout(resolve, params.idleMs, 'idle'));
-        const outcome = await Promise.race([all.then(() => 'all'), idle]);
-        if (outcome === 'all') complete = true;
-        else if (received === before) break;
-      }
-      const endAt = lastAt > t0 ? lastAt : performance.now();
-      return { delivered: received, expected: n, elapsedMs: endAt - t0, publishMs: publishedAt - t0, complete };
-    };
+    const round = (n) =>
+      counter.round(n, () => (qos === 0 ? publishQoS0(pub, topic, payload, n, params.qos0Batch) : publishQoS1(pub, topic, payload, n, params.qos1Window)));
 
     if (params.warmup > 0) await round(params.warmup);
 
@@ -255,17 +264,9 @@ async function prepareRawQoS1({ conn, params }) {
   const topic = `bench/${tag}/q1`;
   const tlsOpts = rawTlsOpts(conn);
   const payload = Buffer.alloc(params.payloadBytes, 0x42);
-  let received = 0;
-  let expected = 0;
-  let lastAt = 0;
-  let onAll = () => {};
-  const onPublish = () => {
-    received++;
-    lastAt = performance.now();
-    if (received === expected) onAll();
-  };
+  const counter = deliveryCounter(params.idleMs);
   const auth = { username: conn.username, password: conn.password, tlsOpts };
-  const sub = await rawQoS1Subscriber(conn, { clientId: `bench-sub-${tag}`, topic, onPublish, ...auth });
+  const sub = await rawSubscriber(conn, { clientId: `bench-sub-${tag}`, topic, qos: 1, onPublish: counter.onDelivery, ...auth });
   let pub;
   try {
     pub = await rawQoS1Publisher(conn, { clientId: `bench-pub-${tag}`, topic, payload, ...auth });
@@ -273,24 +274,7 @@ async function prepareRawQoS1({ conn, params }) {
     sub.socket.destroy();
     throw err;
   }
-  const round = async (n) => {
-    received = 0;
-    expected = n;
-    lastAt = 0;
-    const all = new Promise((resolve) => (onAll = resolve));
-    const t0 = performance.now();
-    await pub.publish(n, params.qos1Window);
-    const publishedAt = performance.now();
-    let complete = received >= n;
-    while (!complete) {
-      const before = received;
-      const outcome = await Promise.race([all.then(() => 'all'), new Promise((r) => setTimeout(r, params.idleMs, 'idle'))]);
-      if (outcome === 'all') complete = true;
-      else if (received === before) break;
-    }
-    const endAt = lastAt > t0 ? lastAt : performance.now();
-    return { delivered: received, expected: n, elapsedMs: endAt - t0, publishMs: publishedAt - t0 };
-  };
+  const round = (n) => counter.round(n, () => pub.publish(n, params.qos1Window));
   if (params.warmup > 0) await round(params.warmup);
   return {
     info: {},
@@ -344,15 +328,8 @@ async function prepareFanout({ conn, params }) {
   const tag = `${process.pid.toString(36)}${Date.now().toString(36)}`;
   const topic = `bench/${tag}/fan`;
   const tlsOpts = rawTlsOpts(conn);
-  let delivered = 0;
-  let target = 0;
-  let lastAt = 0;
-  let onAll = () => {};
-  const onPublish = () => {
-    delivered++;
-    lastAt = performance.now();
-    if (delivered === target) onAll();
-  };
+  const counter = deliveryCounter(params.idleMs);
+  const onPublish = counter.onDelivery;
   const subs = [];
   try {
     for (let i = 0; i < params.fanoutSubscribers; i++) {
@@ -374,22 +351,7 @@ async function prepareFanout({ conn, params }) {
   }
   const pub = await connectClient(conn, `bench-fanpub-${tag}`);
   const payload = Buffer.alloc(params.payloadBytes, 0x42);
-  const round = async (n) => {
-    delivered = 0;
-    target = n * subs.length;
-    lastAt = 0;
-    const all = new Promise((resolve) => (onAll = resolve));
-    const t0 = performance.now();
-    await publishQoS0(pub, topic, payload, n, Math.max(1, Math.floor(params.qos0Batch / 10)));
-    let complete = delivered >= target;
-    while (!complete) {
-      const before = delivered;
-      const outcome = await Promise.race([all.then(() => 'all'), new Promise((r) => setTimeout(r, params.idleMs, 'idle'))]);
-      if (outcome === 'all') complete = true;
-      else if (delivered === before) break;
-    }
-    return { delivered, expected: target, elapsedMs: (lastAt > t0 ? lastAt : performance.now()) - t0 };
-  };
+  const round = (n) => counter.round(n * subs.length, () => publishQoS0(pub, topic, payload, n, Math.max(1, Math.floor(params.qos0Batch / 10))));
   await round(Math.max(1, Math.floor(params.fanoutMessages / 10)));
   return {
     info: { tls: tlsInfo(pub) },
