@@ -11,13 +11,14 @@ import { spawnSync } from 'node:child_process';
 import mqtt from 'mqtt';
 import { hashPassword, serializeUsers } from '@bastion/middleware';
 import { bastion, bastionStart, BIN, type Running } from './support/cli.js';
-import { connect, tryConnect, isRefusal, closed } from './support/mqtt.js';
+import { connect, tryConnect, isRefusal, closed, nextMessage } from './support/mqtt.js';
 
 let dir: string;
 let tokenFile: string;
 let profile: string;
 let running: Running | undefined;
 let mqttPort: number;
+let lbPort: number;
 let adminUrl: string;
 const clients: mqtt.MqttClient[] = [];
 
@@ -39,7 +40,15 @@ beforeAll(async () => {
   const r = spawnSync('npx', ['tsc', '-b', 'tsconfig.json'], { cwd: path.resolve(BIN, '../../../..'), encoding: 'utf8' });
   if (r.status !== 0 && !existsSync(path.resolve(BIN, '../../dist/commands/admin.js'))) throw new Error(`build failed:\n${r.stdout}${r.stderr}`);
   dir = mkdtempSync(path.join(tmpdir(), 'bastion-admin-cli-'));
-  writeFileSync(path.join(dir, 'users.txt'), serializeUsers([{ username: 'alice', hash: await hashPassword('alice-password'), groups: [] }]), { mode: 0o600 });
+  writeFileSync(
+    path.join(dir, 'users.txt'),
+    serializeUsers([
+      { username: 'alice', hash: await hashPassword('alice-password'), groups: [] },
+      { username: 'dave', hash: await hashPassword('dave-password'), groups: [] },
+      { username: 'ops-bot', hash: await hashPassword('ops-bot-password'), groups: [] },
+    ]),
+    { mode: 0o600 },
+  );
 
   tokenFile = path.join(dir, 'ops.token');
   const t = bastion(['admin', 'token', '--name', 'ops', '--out', tokenFile]);
@@ -56,8 +65,11 @@ beforeAll(async () => {
       'version: 1',
       'listeners:',
       '  - { name: tcp, protocol: mqtt, host: 127.0.0.1, port: 0 }',
+      "  - { name: lb, protocol: mqtt, host: 127.0.0.1, port: 0, proxyProtocol: { trusted: ['127.0.0.1'] } }",
       'authentication:',
       '  passwords: { file: users.txt }',
+      'responses:',
+      '  allow: { usernames: [ops-bot] }',
       'admin:',
       `  port: ${adminPort}`,
       '  tokens:',
@@ -68,6 +80,7 @@ beforeAll(async () => {
   running = bastionStart(['--profile', profile], { cwd: dir });
   const m = await running.waitFor(/tcp listening on mqtt:\/\/127\.0\.0\.1:(\d+)/);
   mqttPort = Number(m[1]);
+  lbPort = Number((await running.waitFor(/lb listening on mqtt:\/\/127\.0\.0\.1:(\d+)/))[1]);
   adminUrl = (await running.waitFor(/"url":"(http:\/\/127\.0\.0\.1:\d+)"[^\n]*"msg":"admin API listening"/))[1] as string;
   expect(adminUrl).toBe(`http://127.0.0.1:${adminPort}`);
 });
@@ -156,5 +169,188 @@ describe('bastion admin', () => {
     const help = bastion(['admin', 'acl', 'replace', '--help']);
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/^Usage: bastion admin acl replace/);
+  });
+});
+
+/** An MQTT session through the `lb` listener, opened with the PROXY v1 header a TCP load balancer writes. */
+async function behindBalancer(clientId: string, src: string, sport: number): Promise<mqtt.MqttClient> {
+  const c = new mqtt.MqttClient(
+    () => {
+      const s = net.connect({ host: '127.0.0.1', port: lbPort });
+      s.write(`PROXY TCP4 ${src} 192.0.2.1 ${sport} 1883\r\n`);
+      return s;
+    },
+    { clientId, username: 'alice', password: 'alice-password', reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4 },
+  );
+  clients.push(c);
+  await new Promise<void>((resolve, reject) => {
+    c.once('connect', () => resolve());
+    c.once('error', reject);
+    c.once('close', () => reject(new Error(`${clientId} closed before CONNACK`)));
+  });
+  return c;
+}
+
+const admin = (...args: string[]) => bastion(['admin', ...args, '--url', adminUrl, '--token-file', tokenFile]);
+
+describe('bastion admin clients behind a load balancer', () => {
+  it('shows the address from the PROXY header as ADDRESS and the balancer as VIA (table) and proxy (JSON); a direct client has none', async () => {
+    const lb = await behindBalancer('lb-1', '192.0.2.10', 40001);
+    const direct = await connect(`mqtt://127.0.0.1:${mqttPort}`, { clientId: 'direct-1', username: 'alice', password: 'alice-password' });
+    clients.push(direct);
+
+    const json = admin('clients', '--json');
+    expect(json.code).toBe(0);
+    const list = JSON.parse(json.stdout) as Array<Record<string, unknown>>;
+    const viaLb = list.find((c) => c.id === 'lb-1');
+    expect(viaLb).toMatchObject({ remoteAddress: '192.0.2.10', remotePort: 40001, listener: 'lb', proxy: { address: '127.0.0.1', port: expect.any(Number) } });
+    expect(list.find((c) => c.id === 'direct-1')).toMatchObject({ remoteAddress: '127.0.0.1', listener: 'tcp', proxy: null });
+
+    const table = admin('clients');
+    expect(table.code).toBe(0);
+    const [head, ...rows] = table.stdout.trim().split('\n');
+    expect(head).toMatch(/^CLIENT ID\s+USERNAME\s+ADDRESS\s+VIA\s+LISTENER\s+PROTO/);
+    const proxyPort = (viaLb!.proxy as { port: number }).port;
+    expect(rows.find((r) => r.startsWith('lb-1'))).toMatch(new RegExp(`^lb-1\\s+alice\\s+192\\.0\\.2\\.10:40001\\s+127\\.0\\.0\\.1:${proxyPort}\\s+lb\\s+mqtt/4\\s`));
+    expect(rows.find((r) => r.startsWith('direct-1'))).toMatch(/^direct-1\s+alice\s+127\.0\.0\.1:\d+\s+-\s+tcp\s+mqtt\/4\s/);
+
+    const gone = [closed(lb), closed(direct)];
+    expect(admin('kick', 'lb-1').code).toBe(0);
+    expect(admin('kick', 'direct-1').code).toBe(0);
+    await Promise.all(gone);
+  });
+});
+
+describe('bastion admin responses', () => {
+  it('history with nothing done yet; block-topic drops publishes to the filter and shows in history; unblock-topic lifts it', async () => {
+    const empty = admin('responses');
+    expect(empty.stderr).toBe('');
+    expect(empty.code).toBe(0);
+    expect(empty.stdout).toBe('lockdown: off\nblocked topics: none\nhistory: no actions yet\n');
+
+    const sub = await connect(`mqtt://127.0.0.1:${mqttPort}`, { clientId: 'watch-1', username: 'alice', password: 'alice-password' });
+    clients.push(sub);
+    await sub.subscribeAsync('grid/#');
+    const pub = await connect(`mqtt://127.0.0.1:${mqttPort}`, { clientId: 'pub-1', username: 'alice', password: 'alice-password' });
+    clients.push(pub);
+
+    const block = admin('responses', 'block-topic', 'grid/control/#', '--for', '15m', '--reason', 'compromised channel');
+    expect(block.stderr).toBe('');
+    expect(block.code).toBe(0);
+    expect(block.stdout).toMatch(/^blocked topic grid\/control\/# until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\n$/);
+    // the blocked publish is dropped; the next one, from the same client, arrives first
+    const first = nextMessage(sub);
+    pub.publish('grid/control/open', 'x');
+    pub.publish('grid/data/v', '120');
+    expect((await first).topic).toBe('grid/data/v');
+
+    const history = admin('responses', 'history');
+    expect(history.code).toBe(0);
+    const lines = history.stdout.trim().split('\n');
+    expect(lines[0]).toBe('lockdown: off');
+    expect(lines[1]).toBe('blocked topics:');
+    expect(lines[2]).toMatch(/^TOPIC\s+UNTIL$/);
+    expect(lines[3]).toMatch(/^grid\/control\/#\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/);
+    expect(lines[4]).toBe('history:');
+    expect(lines[5]).toMatch(/^TIME\s+ACTION\s+CONTROL\s+OUTCOME\s+TARGET\s+FOR\s+BY\s+NOTE$/);
+    expect(lines[6]).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+block-topic\s+RS\.RP-4\s+done\s+topic:grid\/control\/#\s+15m\s+admin token:ops\s+-$/);
+
+    const json = admin('responses', '--json');
+    expect(json.code).toBe(0);
+    const r = JSON.parse(json.stdout) as { lockedDown: boolean; blockedTopics: Array<{ topic: string; expiresAt: number }>; history: Array<Record<string, unknown>> };
+    expect(r.lockedDown).toBe(false);
+    expect(r.blockedTopics).toEqual([{ topic: 'grid/control/#', expiresAt: expect.any(Number) }]);
+    expect(r.history.at(-1)).toMatchObject({ action: 'block-topic', outcome: 'done', target: { topic: 'grid/control/#' }, duration: 900_000, actor: 'admin token:ops' });
+
+    const unblock = admin('responses', 'unblock-topic', 'grid/control/#');
+    expect(unblock.code).toBe(0);
+    expect(unblock.stdout).toBe('unblocked topic grid/control/#\n');
+    const again = nextMessage(sub);
+    pub.publish('grid/control/open', 'y');
+    expect((await again).topic).toBe('grid/control/open');
+    const twice = admin('responses', 'unblock-topic', 'grid/control/#');
+    expect(twice.code).toBe(1);
+    expect(twice.stderr).toBe('bastion: topic "grid/control/#" is not blocked (HTTP 404)\n');
+    expect(running!.output()).toMatch(/"type":"admin.action"[^\n]*"action":"responses.block-topic"/);
+  });
+
+  it('lockdown on refuses new connections (with --disconnect-others it also closes the others), off lets them in; both are recorded', async () => {
+    const on = admin('responses', 'lockdown', 'on', '--reason', 'drill');
+    expect(on.stderr).toBe('');
+    expect(on.code).toBe(0);
+    expect(on.stdout).toBe('lockdown on until lifted (0 client(s) disconnected)\n');
+    expect(isRefusal(await tryConnect(`mqtt://127.0.0.1:${mqttPort}`, { clientId: 'late-1', username: 'alice', password: 'alice-password' }))).toBe(true);
+    // the allow-listed identity (responses.allow) still gets in
+    const bot = await connect(`mqtt://127.0.0.1:${mqttPort}`, { clientId: 'bot-1', username: 'ops-bot', password: 'ops-bot-password' });
+    clients.push(bot);
+    expect(admin('responses').stdout).toMatch(/^lockdown: on\n/);
+
+    const off = admin('responses', 'lockdown', 'off');
+    expect(off.code).toBe(0);
+    expect(off.stdout).toBe('lockdown lifted\n');
+    const dave = await connect(`mqtt://127.0.0.1:${mqttPort}`, { clientId: 'dave-1', username: 'dave', password: 'dave-password' });
+    clients.push(dave);
+
+    const gone = closed(dave);
+    const kicking = admin('responses', 'lockdown', 'on', '--for', '10m', '--disconnect-others', '--json');
+    expect(kicking.code).toBe(0);
+    const record = JSON.parse(kicking.stdout) as Record<string, unknown>;
+    expect(record).toMatchObject({ action: 'lockdown', control: 'RS.RP-5', outcome: 'done', duration: 600_000, actor: 'admin token:ops', detail: { disconnected: expect.any(Number) } });
+    await gone;
+    expect(bot.connected).toBe(true);
+    expect(admin('responses', 'lockdown', 'off', '--json').stdout).toBe('{\n  "lockedDown": false\n}\n');
+    const notLocked = admin('responses', 'lockdown', 'off');
+    expect(notLocked.code).toBe(1);
+    expect(notLocked.stderr).toBe('bastion: the broker is not in lockdown (HTTP 404)\n');
+    expect(admin('responses', 'lockdown', 'maybe').code).toBe(2);
+    const offWithFlags = admin('responses', 'lockdown', 'off', '--for', '5m');
+    expect(offWithFlags.code).toBe(2);
+    expect(offWithFlags.stderr).toBe('bastion: lockdown off takes no --for, --reason or --disconnect-others\n');
+    const history = JSON.parse(admin('responses', '--json').stdout) as { history: Array<{ action: string }> };
+    expect(history.history.map((h) => h.action).filter((a) => a === 'lockdown' || a === 'lift-lockdown')).toEqual(['lockdown', 'lift-lockdown', 'lockdown', 'lift-lockdown']);
+  });
+
+  it('revoke removes a password credential at once; an allow-listed user is not revoked (exit 1 with the why)', async () => {
+    const dave = await connect(`mqtt://127.0.0.1:${mqttPort}`, { clientId: 'dave-2', username: 'dave', password: 'dave-password' });
+    clients.push(dave);
+    const gone = closed(dave);
+    const revoke = admin('responses', 'revoke', 'dave', '--reason', 'leaked password');
+    expect(revoke.stderr).toBe('');
+    expect(revoke.code).toBe(0);
+    expect(revoke.stdout).toBe('revoked the credential of dave: password removed\n');
+    await gone;
+    expect(isRefusal(await tryConnect(`mqtt://127.0.0.1:${mqttPort}`, { clientId: 'dave-3', username: 'dave', password: 'dave-password' }))).toBe(true);
+
+    const skipped = admin('responses', 'revoke', 'ops-bot', '--json');
+    expect(skipped.code).toBe(1);
+    expect(JSON.parse(skipped.stdout)).toMatchObject({ action: 'revoke', outcome: 'skipped', why: 'allow-listed' });
+    expect(skipped.stderr).toBe('bastion: revoke not done (skipped): allow-listed\n');
+    expect(admin('responses', 'revoke').code).toBe(2);
+    noStack(skipped.stderr);
+  });
+
+  it('shutdown needs --confirm (exit 2, nothing sent); with it the broker closes and its process ends', async () => {
+    const refused = admin('responses', 'shutdown');
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toBe('bastion: shutting the broker down needs --confirm\n');
+    expect(bastion(['admin', 'health', '--url', adminUrl, '--token-file', tokenFile]).code).toBe(0); // still up
+
+    // a broker of its own, so the other tests keep theirs
+    const port = await freePort();
+    const own = path.join(dir, 'shutdown.yaml');
+    writeFileSync(own, readFileSync(profile, 'utf8').replace(/port: \d+\n  tokens/, `port: ${port}\n  tokens`));
+    const victim = bastionStart(['--profile', own], { cwd: dir });
+    try {
+      await victim.waitFor(/"msg":"admin API listening"/);
+      const exited = new Promise<number | null>((resolve) => victim.child.once('exit', (code) => resolve(code)));
+      const down = bastion(['admin', 'responses', 'shutdown', '--confirm', '--reason', 'compromised', '--url', `http://127.0.0.1:${port}`, '--token-file', tokenFile]);
+      expect(down.stderr).toBe('');
+      expect(down.code).toBe(0);
+      expect(down.stdout).toBe('shutdown requested: the broker is closing\n');
+      expect(await exited).toBe(0);
+      expect(victim.output()).toMatch(/"response":\{[^\n]*"action":"shutdown"[^\n]*"actor":"admin token:ops","outcome":"done"\},"msg":"response.action"/);
+    } finally {
+      await victim.stop();
+    }
   });
 });

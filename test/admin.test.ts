@@ -5,14 +5,15 @@
 import { describe, it, expect, beforeAll, afterEach } from 'vitest';
 import http from 'node:http';
 import https from 'node:https';
+import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import mqtt from 'mqtt';
 import { pino } from 'pino';
 import { createBroker, type Bastion, type SecurityEvent } from '@bastion/broker';
 import { hashPassword, readUsersFile, serializeUsers } from '@bastion/middleware';
-import { hashToken, newToken, type AdminServer } from '@bastion/admin';
+import { AuthFailureLimiter, hashToken, newToken, type AdminServer } from '@bastion/admin';
 import type { ProfileInput } from '@bastion/profile';
-import { normalizeSerial } from '@bastion/pki';
+import { createCA, issueClientCert, normalizeSerial } from '@bastion/pki';
 import { connect, tryConnect, isRefusal, closed, collect, nextMessage, waitFor } from './support/mqtt.js';
 import { makeTestPki, type TestPki } from './support/pki.js';
 
@@ -210,6 +211,120 @@ describe('admin API authentication', () => {
   });
 });
 
+/** A GET from a chosen local address (127.0.0.2 plays a second caller), with or without a token. */
+function getFrom(api: string, localAddress: string, token: string | undefined) {
+  return new Promise<{ status: number; retryAfter: string | undefined; body: any }>((resolve, reject) => {
+    const req = http.request(`${api}/v1/health`, { localAddress, agent: false, headers: token === undefined ? {} : { authorization: `Bearer ${token}` } }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] as string | undefined, body: text ? JSON.parse(text) : undefined }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('admin API: failed logins per address', () => {
+  it('10 wrong tokens from an address → the 11th request gets 429 with Retry-After, even with the right token; one rate.limited event; another address still gets in', async () => {
+    const { api, events } = await start();
+    for (let i = 0; i < 10; i++) expect((await getFrom(api, '127.0.0.1', newToken())).status).toBe(401);
+    expect(events.filter((e) => e.type === 'rate.limited')).toHaveLength(1); // the 10th failure spent the budget
+
+    const eleventh = await getFrom(api, '127.0.0.1', newToken());
+    expect(eleventh.status).toBe(429);
+    expect(eleventh.body.error.code).toBe('too-many-requests');
+    expect(Number(eleventh.retryAfter)).toBeGreaterThanOrEqual(1);
+    expect(Number(eleventh.retryAfter)).toBeLessThanOrEqual(60);
+    // during the lockout the credentials are not looked at: the right token is refused the same way
+    const right = await getFrom(api, '127.0.0.1', OPS);
+    expect(right.status).toBe(429);
+    expect(right.body).toEqual(eleventh.body);
+    // refusals during a lockout are not 401s: no admin.denied for them, no admin.action for the right token
+    expect(events.filter((e) => e.type === 'admin.denied')).toHaveLength(10);
+    expect(events.filter((e) => e.type === 'admin.action')).toHaveLength(0);
+
+    const lockout = events.filter((e) => e.type === 'rate.limited');
+    expect(lockout).toHaveLength(1);
+    expect(lockout[0]).toMatchObject({
+      control: 'PR.SS-5',
+      source: 'admin',
+      listener: 'admin',
+      remoteAddress: '127.0.0.1',
+      reason: 'rate-limited',
+      detail: { limit: 'admin.authFailures.perIp', consequence: 'refuse', rate: 10, per: 60_000 },
+    });
+
+    // another address has its own budget
+    const other = await getFrom(api, '127.0.0.2', OPS);
+    expect(other.status).toBe(200);
+    expect(other.body).toMatchObject({ status: 'ok', actor: 'token:ops' });
+    expect((await getFrom(api, '127.0.0.2', newToken())).status).toBe(401);
+  });
+
+  it('admin.authFailures: a smaller budget locks out sooner and its window ends; perIp: false counts nothing', async () => {
+    const { api, events } = await start({ authFailures: { perIp: { rate: 2, per: '1s' } } } as NonNullable<ProfileInput['admin']>);
+    expect((await getFrom(api, '127.0.0.1', undefined)).status).toBe(401); // no credentials is a failure too
+    expect((await getFrom(api, '127.0.0.1', newToken())).status).toBe(401);
+    const locked = await getFrom(api, '127.0.0.1', OPS);
+    expect(locked.status).toBe(429);
+    expect(locked.retryAfter).toBe('1');
+    expect(events.find((e) => e.type === 'rate.limited')?.detail).toMatchObject({ rate: 2, per: 1000 });
+    // after the window the address starts afresh
+    const until = Date.now() + 1000;
+    await waitFor(() => Date.now() > until, 3000, 'the end of the window');
+    expect((await getFrom(api, '127.0.0.1', OPS)).status).toBe(200);
+    await broker!.close();
+
+    const off = await start({ authFailures: { perIp: false } } as NonNullable<ProfileInput['admin']>);
+    for (let i = 0; i < 15; i++) expect((await getFrom(off.api, '127.0.0.1', newToken())).status).toBe(401);
+    expect((await getFrom(off.api, '127.0.0.1', OPS)).status).toBe(200);
+    expect(off.events.some((e) => e.type === 'rate.limited')).toBe(false);
+  });
+
+  it('memory is bounded: beyond capacity the oldest address is forgotten first, expired windows before live ones', () => {
+    let now = 0;
+    const limiter = new AuthFailureLimiter({ perIp: { rate: 2, per: 1000 }, capacity: 3 }, () => now);
+    for (const ip of ['10.0.0.1', '10.0.0.2', '10.0.0.3']) {
+      limiter.fail(ip);
+      expect(limiter.fail(ip)).toBe(1000); // the failure that spends the budget reports the lockout, once
+    }
+    expect(limiter.lockedFor('10.0.0.1')).toBe(1000);
+    limiter.fail('10.0.0.4'); // full of live windows: the oldest goes
+    expect(limiter.size).toBe(3);
+    expect(limiter.lockedFor('10.0.0.1')).toBe(0);
+    expect(limiter.lockedFor('10.0.0.2')).toBe(1000);
+    now = 1500; // 2 and 3 expired; 4 too
+    limiter.fail('10.0.0.5');
+    expect(limiter.size).toBe(1);
+    expect(limiter.lockedFor('10.0.0.2')).toBe(0);
+  });
+});
+
+describe('admin API: failed TLS handshakes', () => {
+  it('a client below the minimum TLS version → admin.denied tls-handshake-failed; a certificate from another CA → certificate-rejected', async () => {
+    const { api, events } = await start({ tls: { cert: 'server.pem', key: 'server-key.pem', ca: 'ca.pem', minVersion: 'TLSv1.3', clientCertificate: 'required' }, certificates: { allow: ['ops-admin'] } });
+    const get = (opts: https.RequestOptions) =>
+      new Promise<number | string>((resolve) => {
+        const req = https.request(`${api}/v1/health`, { ca: pki.ca.certPem, agent: false, ...opts }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'));
+        req.end();
+      });
+    const admin = pki.client('ops-admin');
+    expect(typeof (await get({ cert: admin.certPem, key: admin.keyPem, maxVersion: 'TLSv1.2' }))).toBe('string');
+    await waitFor(() => events.some((e) => e.type === 'admin.denied'), 3000, 'handshake refusal event');
+    expect(events.find((e) => e.type === 'admin.denied')).toMatchObject({ control: 'PR.AC-1', reason: 'tls-handshake-failed', remoteAddress: '127.0.0.1', detail: { code: 'ERR_SSL_UNSUPPORTED_PROTOCOL' } });
+
+    const rogue = issueClientCert(createCA({ commonName: 'Rogue CA' }), { commonName: 'ops-admin' });
+    expect(typeof (await get({ cert: rogue.certPem, key: rogue.keyPem }))).toBe('string');
+    await waitFor(() => events.filter((e) => e.type === 'admin.denied').length >= 2, 3000, 'second refusal event');
+    expect(events.filter((e) => e.type === 'admin.denied')[1]).toMatchObject({ control: 'PR.AC-1', reason: 'certificate-rejected', message: expect.stringMatching(/^TLS handshake failed: client certificate rejected: /) });
+    expect(await get({ cert: admin.certPem, key: admin.keyPem })).toBe(200);
+  });
+});
+
 describe('admin API: clients', () => {
   it('lists a real mqtts client with address, listener, certificate serial and expiry, subscriptions and traffic; then kicks it', async () => {
     const { api, events, mqttUrl } = await start();
@@ -259,6 +374,40 @@ describe('admin API: clients', () => {
     expect(events.find((e) => e.type === 'admin.action' && e.detail?.action === 'clients.disconnect')).toMatchObject({ control: 'RS.RP-3', detail: { actor: 'token:ops', clientId: 'device-1', status: 200 } });
     expect(broker!.client('alice-1')).toBeDefined(); // the other client is untouched
     expect((await call(api, 'POST', '/v1/clients/device-1/disconnect', { token: OPS })).status).toBe(404);
+  });
+});
+
+describe('admin API: clients behind a load balancer', () => {
+  it('a client relayed with a PROXY v1 header is listed with the header\'s address, and proxy = the balancer; a direct client has proxy null', async () => {
+    const { api, mqttUrl } = await start({}, {
+      listeners: [
+        { name: 'tcp', protocol: 'mqtt', port: 0 },
+        { name: 'lb', protocol: 'mqtt', port: 0, proxyProtocol: { trusted: ['127.0.0.1'] } },
+      ],
+    } as Partial<ProfileInput>);
+    const lbPort = broker!.addresses().lb!.port;
+    const relayed = new mqtt.MqttClient(
+      () => {
+        const s = net.connect({ host: '127.0.0.1', port: lbPort });
+        s.write('PROXY TCP4 192.0.2.10 192.0.2.1 40001 1883\r\n');
+        return s;
+      },
+      { clientId: 'behind-lb', username: 'alice', password: 'alice-password', reconnectPeriod: 0, protocolVersion: 4 },
+    );
+    clients.push(relayed);
+    await new Promise<void>((resolve, reject) => {
+      relayed.once('connect', () => resolve());
+      relayed.once('error', reject);
+    });
+    await mqttClient(mqttUrl('tcp'), { clientId: 'direct', username: 'bob', password: 'bob-password' });
+
+    const list = await call(api, 'GET', '/v1/clients', { token: OPS });
+    expect(list.status).toBe(200);
+    const lb = list.json.clients.find((c: { id: string }) => c.id === 'behind-lb');
+    expect(lb).toMatchObject({ remoteAddress: '192.0.2.10', remotePort: 40001, listener: 'lb', proxy: { address: '127.0.0.1', port: expect.any(Number) } });
+    expect(lb.proxy.port).toBe(broker!.client('behind-lb')!.proxy!.port);
+    expect(list.json.clients.find((c: { id: string }) => c.id === 'direct')).toMatchObject({ remoteAddress: '127.0.0.1', listener: 'tcp', proxy: null });
+    expect((await call(api, 'GET', '/v1/clients/behind-lb', { token: OPS })).json.proxy).toEqual(lb.proxy);
   });
 });
 

@@ -140,4 +140,46 @@ export class AdminClient {
   setPassword(username: string, password: string) {
     return this.request<{ username: string; disconnected: number }>('POST', `/v1/users/${encodeURIComponent(username)}/password`, { password });
   }
+  /** Lockdown state, blocked topics and the response engine's action records (oldest first). */
+  responses() {
+    return this.request<{ lockedDown: boolean; blockedTopics: Array<{ topic: string; expiresAt?: number }>; history: ResponseRecord[] }>('GET', '/v1/responses');
+  }
+  /** `duration`: "15m", milliseconds; absent = until unblocked. */
+  blockTopic(topic: string, opts: { duration?: string | number; reason?: string } = {}) {
+    return this.request<{ action: ResponseRecord }>('POST', '/v1/responses/block-topic', { topic, ...opts });
+  }
+  unblockTopic(topic: string) {
+    return this.request<{ unblocked: string }>('POST', '/v1/responses/unblock-topic', { topic });
+  }
+  /** `duration` absent: the profile's `responses.lockdown.duration` (none: until lifted). */
+  lockdown(opts: { duration?: string | number; reason?: string; disconnectOthers?: boolean } = {}) {
+    return this.request<{ action: ResponseRecord }>('POST', '/v1/responses/lockdown', opts);
+  }
+  liftLockdown() {
+    return this.request<{ lockedDown: false }>('DELETE', '/v1/responses/lockdown');
+  }
+  revoke(username: string, reason?: string) {
+    return this.request<{ action: ResponseRecord }>('POST', '/v1/responses/revoke', { username, reason });
+  }
+  /** Closes the broker: sends the `confirm: true` the API insists on. */
+  shutdown(reason?: string) {
+    return this.request<{ action: ResponseRecord }>('POST', '/v1/responses/shutdown', { confirm: true, reason });
+  }
 }
+
+/** An action record of the response engine, as the API returns it (`@bastion/detect` ActionRecord). */
+export interface ResponseRecord {
+  id: string;
+  /** Epoch milliseconds. */
+  time: number;
+  action: string;
+  control: string;
+  outcome: 'done' | 'dry-run' | 'skipped' | 'failed';
+  why?: string;
+  target: { ip?: string; clientId?: string; username?: string; topic?: string };
+  duration?: number;
+  detection?: string;
+  actor: string;
+  detail?: Record<string, unknown>;
+}
+

@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'payload-too-large'
   | 'unsupported-media-type'
   | 'not-enabled'
+  | 'too-many-requests'
   | 'internal-error';
 
 /** An answer other than success; its message goes to the caller, so it never holds a secret. */

@@ -8,8 +8,10 @@ export type { AdminHost, AclControl, BansControl, PasswordsControl } from './hos
 export type { Actor } from './auth.js';
 export { newToken, hashToken, TokenVerifier, TOKEN_PREFIX, TOKEN_HASH_PATTERN } from './tokens.js';
 export type { AdminTokenSpec } from './tokens.js';
+export { AuthFailureLimiter, DEFAULT_AUTH_FAILURES } from './auth-failures.js';
+export type { AuthFailureBudget, AuthFailureOptions } from './auth-failures.js';
 export { trafficCounters } from './traffic.js';
 export type { TrafficCounters, TrafficCounts } from './traffic.js';
 export { AdminClient, AdminApiError } from './client.js';
-export type { AdminClientOptions } from './client.js';
+export type { AdminClientOptions, ResponseRecord } from './client.js';
 export type { ClientView } from './routes/clients.js';

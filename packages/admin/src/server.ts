@@ -11,9 +11,11 @@ import https from 'node:https';
 import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { BastionError, normalizeAddress, secureContextOptions } from '@bastion/core';
+import { BastionError, normalizeAddress, secureContextOptions, tlsFailureReason } from '@bastion/core';
 import type { SecurityEvent, TlsOptions } from '@bastion/core';
 import { authenticate } from './auth.js';
+import { AuthFailureLimiter } from './auth-failures.js';
+import type { AuthFailureOptions } from './auth-failures.js';
 import type { Actor, AuthConfig } from './auth.js';
 import { HttpError, readJson, sendError, sendJson } from './http.js';
 import type { AdminHost } from './host.js';
@@ -58,6 +60,11 @@ export interface AdminServerOptions {
   traffic?: TrafficCounters;
   /** Largest request body in bytes (default 1 MiB). */
   maxBodySize?: number;
+  /**
+   * Failed authentications allowed per remote address (default 10 per minute, 10,000 addresses
+   * remembered); beyond them the address gets 429 until its window ends, credentials unchecked.
+   */
+  authFailures?: AuthFailureOptions;
   /** Logger; default the broker's. */
   logger?: Logger;
 }
@@ -123,10 +130,12 @@ export class AdminServer {
   #host: AdminHost | undefined;
   #logger: Logger | undefined;
   #startedAt = 0;
+  readonly #failures: AuthFailureLimiter;
 
   constructor(opts: AdminServerOptions) {
     this.#opts = opts;
     const c = configOf(opts);
+    this.#failures = new AuthFailureLimiter(opts.authFailures);
     this.#bindHost = c.bindHost;
     this.#loopback = c.loopback;
     this.#auth = c.auth;
@@ -160,9 +169,13 @@ export class AdminServer {
     server.maxConnections = 128;
     server.on('clientError', (_err, socket) => socket.destroy());
     if (server instanceof https.Server) {
-      // a failed handshake (no or a bad client certificate under mutual TLS) is a refusal too
-      server.on('tlsClientError', (err, socket) => {
-        this.#denied({ control: 'PR.AC-1', reason: 'certificate-rejected', message: `TLS handshake failed: ${err.message}`, remoteAddress: normalizeAddress(socket.remoteAddress), detail: {} });
+      // a failed handshake (no or a bad client certificate under mutual TLS, no common TLS version …) is a refusal too
+      server.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
+        // Node closes a socket whose certificate failed verification and reports only "socket hang up"
+        const unverified = socket.authorizationError;
+        const error: { code?: string | undefined; message: string } = unverified && err.code === 'ECONNRESET' ? { message: `client certificate rejected: ${String(unverified)}` } : err;
+        const detail = error.code === undefined ? {} : { code: error.code };
+        this.#denied({ control: 'PR.AC-1', reason: tlsFailureReason(error), message: `TLS handshake failed: ${error.message}`, remoteAddress: normalizeAddress(socket.remoteAddress), detail });
       });
     }
     const port = opts.port ?? DEFAULT_ADMIN_PORT;
@@ -217,6 +230,7 @@ export class AdminServer {
         this.#users = c.users;
         this.#bindHost = c.bindHost;
         this.#loopback = c.loopback;
+        this.#failures.configure(next.authFailures ?? {}); // the failures counted so far are kept
         if (fresh !== undefined) {
           this.#server = fresh;
           this.#held.delete(fresh);
@@ -266,12 +280,19 @@ export class AdminServer {
     let actor: Actor | undefined;
     let route: Route | undefined;
     try {
+      const locked = this.#failures.lockedFor(remoteAddress);
+      // first: a locked-out address gets no answer about its credentials, right or wrong
+      if (locked > 0) throw new HttpError(429, 'too-many-requests', 'too many failed authentications from this address; try again later', { 'retry-after': String(Math.ceil(locked / 1000)) });
       if (req.headers.origin !== undefined) this.#refuse(403, 'forbidden', 'browser requests are not accepted (Origin header present)', remoteAddress, method, shown);
       if (this.#loopback && req.headers.host !== undefined && !LOOPBACK.has(hostName(req.headers.host)) && hostName(req.headers.host) !== this.#bindHost) {
         this.#refuse(403, 'forbidden', `Host "${req.headers.host.slice(0, 256)}" is not this loopback endpoint`, remoteAddress, method, shown);
       }
       const auth = authenticate(req, this.#auth);
-      if (!auth.ok) this.#refuse(401, 'unauthorized', auth.reason, remoteAddress, method, shown, auth.who, { 'www-authenticate': 'Bearer realm="bastion-admin"' });
+      if (!auth.ok) {
+        const lockout = this.#failures.fail(remoteAddress);
+        if (lockout !== undefined) this.#lockedOut(remoteAddress, lockout);
+        this.#refuse(401, 'unauthorized', auth.reason, remoteAddress, method, shown, auth.who, { 'www-authenticate': 'Bearer realm="bastion-admin"' });
+      }
       actor = auth.actor;
       const m = this.#router.match(method, pathname);
       route = m.route;
@@ -285,7 +306,7 @@ export class AdminServer {
       const e = err instanceof HttpError ? err : new HttpError(500, 'internal-error', 'the request failed; see the broker log');
       if (!(err instanceof HttpError)) this.#logger?.error({ err, method, path: shown }, 'admin request failed');
       // refused before the body was read (unauthenticated, or too big): answer, then close rather than read the rest
-      if (e.status === 401 || e.status === 403 || e.status === 413) res.setHeader('connection', 'close');
+      if (e.status === 401 || e.status === 403 || e.status === 413 || e.status === 429) res.setHeader('connection', 'close');
       else req.resume();
       sendError(res, e);
       if (actor !== undefined && !(route?.quiet && e.status < 500)) {
@@ -298,6 +319,25 @@ export class AdminServer {
   #refuse(status: number, code: 'unauthorized' | 'forbidden', reason: string, remoteAddress: string, method: string, path: string, who?: string, headers: Record<string, string> = {}): never {
     this.#denied({ control: 'PR.AC-3', reason: 'not-authorized', message: reason, remoteAddress, detail: { method, path, status, ...(who === undefined ? {} : { actor: who }) } });
     throw new HttpError(status, code, status === 401 ? 'authentication required' : reason, headers);
+  }
+
+  /** The failure that spent an address's budget: one event per lockout (its refused requests make none). */
+  #lockedOut(remoteAddress: string, ms: number): void {
+    const spec = this.#failures.budget;
+    if (spec === undefined) return;
+    const event: SecurityEvent = {
+      type: 'rate.limited',
+      time: Date.now(),
+      control: 'PR.SS-5',
+      source: 'admin',
+      remoteAddress,
+      listener: 'admin',
+      reason: 'rate-limited',
+      message: `admin.authFailures.perIp exceeded (${spec.rate} per ${spec.per} ms): refuse for ${Math.ceil(ms / 1000)} s`,
+      detail: { limit: 'admin.authFailures.perIp', consequence: 'refuse', rate: spec.rate, per: spec.per, retryAfter: Math.ceil(ms / 1000), suppressed: 0 },
+    };
+    this.#logger?.warn({ securityEvent: event }, 'rate.limited');
+    this.#host?.events.emit(event);
   }
 
   #denied(e: Pick<SecurityEvent, 'control' | 'reason' | 'message' | 'remoteAddress' | 'detail'>): void {

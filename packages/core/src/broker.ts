@@ -38,7 +38,7 @@ import { normalizeAddress } from './address.js';
 import { startListener } from './listeners.js';
 import type { Listener, ListenerOptions, TlsOptions } from './listeners.js';
 import { guardPacketSize } from './packet-guard.js';
-import { REASON_CODES } from './reasons.js';
+import { REASON_CODES, tlsFailureReason } from './reasons.js';
 import type { DenyReason } from './reasons.js';
 import { BastionError } from './errors.js';
 import { coreGuards } from './guards.js';
@@ -213,8 +213,12 @@ export class BastionBroker extends EventEmitter {
         const listener = await startListener(
           { ...l, maxPacketSize: this.#maxPacketSize },
           (conn, info) => this.#accept(conn as WiredConn, info),
-          ({ listener: name, remoteAddress, error }) =>
-            this.#emit('connection.refused', 'PR.AC-1', CORE, { remoteAddress, listener: name }, { reason: 'certificate-rejected', message: error.message }),
+          ({ listener: name, remoteAddress, error }) => {
+            // a certificate at fault, or another handshake failure (cipher, version, timeout)
+            const code = String((error as NodeJS.ErrnoException).code ?? '');
+            const reason = tlsFailureReason(error as NodeJS.ErrnoException);
+            this.#emit('connection.refused', 'PR.AC-1', CORE, { remoteAddress, listener: name }, { reason, message: error.message, ...(code === '' ? {} : { detail: { code } }) });
+          },
           this.#gate,
           ({ listener: name, remoteAddress, error }) =>
             this.#emit('connection.refused', 'PR.SS-4', 'proxy-protocol', { remoteAddress, listener: name }, { reason: 'not-authorized', message: error.message, detail: { proxyProtocol: error.problem } }),

@@ -243,7 +243,10 @@ export async function startListener(
     const raw = rawOf(socket);
     if (raw !== undefined && refused.has(raw)) return; // refused by the gate: reported there
     const origin = raw === undefined ? undefined : origins?.get(raw);
-    onTlsError({ listener: name, remoteAddress: origin?.address ?? normalizeAddress(socket.remoteAddress), error: err });
+    // a client certificate that failed verification: Node closes the socket and reports only "socket hang up"
+    const unverified = (socket as Partial<tls.TLSSocket>).authorizationError;
+    const error = unverified && (err as NodeJS.ErrnoException).code === 'ECONNRESET' ? new Error(`client certificate rejected: ${String(unverified)}`) : err;
+    onTlsError({ listener: name, remoteAddress: origin?.address ?? normalizeAddress(socket.remoteAddress), error });
   };
   const originOf = (socket: tls.TLSSocket): Origin | undefined => {
     if (origins === undefined) return undefined;

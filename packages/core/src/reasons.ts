@@ -15,6 +15,7 @@ export type DenyReason =
   | 'use-another-server'
   | 'connection-rate-exceeded'
   | 'certificate-rejected'
+  | 'tls-handshake-failed'
   | 'internal-error';
 
 interface ReasonCodes {
@@ -37,5 +38,19 @@ export const REASON_CODES: Readonly<Record<DenyReason, ReasonCodes>> = Object.fr
   'use-another-server': { v5: 0x9c, connack: 3 },
   'connection-rate-exceeded': { v5: 0x9f, connack: 3 },
   'certificate-rejected': { v5: 0x87, connack: 5 },
+  // the connection ends in the handshake, before any MQTT packet: the codes are for completeness
+  'tls-handshake-failed': { v5: 0x87, connack: 5 },
   'internal-error': { v5: 0x80, connack: 3 },
 });
+
+/**
+ * The reason for a failed TLS handshake: `certificate-rejected` when a certificate was at fault
+ * (none sent where one is required, an unknown CA, expired, revoked …: OpenSSL's codes and messages
+ * name the certificate), else `tls-handshake-failed` (no shared cipher, a protocol version below
+ * the minimum, a handshake timeout, a client that hung up).
+ */
+export function tlsFailureReason(err: { code?: unknown; message?: unknown }): 'certificate-rejected' | 'tls-handshake-failed' {
+  const code = typeof err.code === 'string' ? err.code : '';
+  const message = typeof err.message === 'string' ? err.message : '';
+  return /CERTIFICATE|_CA$/.test(code) || /certificate/i.test(message) ? 'certificate-rejected' : 'tls-handshake-failed';
+}

@@ -10,6 +10,8 @@ export interface ClientView {
   groups: readonly string[];
   remoteAddress: string;
   remotePort: number;
+  /** The load balancer the client came through (a listener with `proxyProtocol`); null when direct. */
+  proxy: { address: string; port: number } | null;
   listener: string;
   transport: string;
   protocolVersion: number;
@@ -44,6 +46,7 @@ export function clientView(ctx: Pick<RouteContext, 'host' | 'traffic'>, c: Clien
     groups: c.groups,
     remoteAddress: c.remoteAddress,
     remotePort: c.remotePort,
+    proxy: c.proxy ? { address: c.proxy.address, port: c.proxy.port } : null,
     listener: c.listener,
     transport: c.transport,
     protocolVersion: c.protocolVersion,

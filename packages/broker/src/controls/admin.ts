@@ -39,6 +39,7 @@ export const admin: ControlFactory = async ({ profile }) => {
     usersFile: profile.authentication.passwords?.file,
     traffic,
     maxBodySize: a.maxBodySize,
+    authFailures: { perIp: a.authFailures.perIp ?? false, capacity: a.authFailures.capacity },
   };
   const server = adminServer(options);
   const next = (replacement: unknown): AdminServerOptions | undefined => {

@@ -7,8 +7,9 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
 import { AdminClient, DEFAULT_ADMIN_PORT, hashToken, newToken } from '@bastion/admin';
+import type { ResponseRecord } from '@bastion/admin';
 import { readAclFile, validateUsername } from '@bastion/middleware';
-import { loadProfile } from '@bastion/profile';
+import { formatDuration, loadProfile } from '@bastion/profile';
 import { writePrivateFile } from '@bastion/pki';
 import { CliError } from '../errors.js';
 import { readSecret } from '../secret-input.js';
@@ -101,6 +102,25 @@ const dash = (v: unknown) => (v === null || v === undefined || v === '' ? '-' : 
 const day = (iso: unknown) => (typeof iso === 'string' ? iso.slice(0, 10) : '-');
 const time = (iso: unknown) => (typeof iso === 'string' ? iso.slice(0, 19).replace('T', ' ') : '-');
 
+const epoch = (ms: number) => time(new Date(ms).toISOString());
+
+function targetOf(a: ResponseRecord): string {
+  const t = a.target;
+  const parts = [t.ip && `ip:${t.ip}`, t.clientId && `client:${t.clientId}`, t.username && `user:${t.username}`, t.topic && `topic:${t.topic}`].filter(Boolean);
+  return parts.length > 0 ? parts.join(' ') : '-';
+}
+
+/**
+ * Answer a response action: its record as JSON, or one line. The API answers 2xx even when the
+ * engine did not act (skipped: allow-listed, a table full; failed): that is exit 1 with the why.
+ */
+function done(o: Common, a: ResponseRecord, line: () => string): void {
+  if (o.json) printJson(a);
+  if (a.outcome === 'skipped' || a.outcome === 'failed') throw new CliError(`${a.action} not done (${a.outcome}): ${a.why ?? 'no reason given'}`);
+  if (o.json) return;
+  out(a.outcome === 'dry-run' ? `dry run (responses.dryRun is on): recorded, nothing done — ${line()}\n` : `${line()}\n`);
+}
+
 function list(v: string | undefined): string[] | undefined {
   return v === undefined ? undefined : v.split(',').map((s) => s.trim()).filter(Boolean);
 }
@@ -115,14 +135,19 @@ async function newPassword(user: string): Promise<string> {
   return password;
 }
 
-function clientRows(clients: Array<Record<string, unknown>>): Array<Array<string | number>> {
+const hostPort = (address: unknown, port: unknown) => `${String(address).includes(':') ? `[${String(address)}]` : String(address)}:${String(port)}`;
+
+/** VIA (the load balancer of a PROXY protocol listener) only when some client came through one. */
+function clientRows(clients: Array<Record<string, unknown>>, via: boolean): Array<Array<string | number>> {
   return clients.map((c) => {
     const cert = c.certificate as { commonName?: string; serial?: string; validTo?: string } | null;
     const subs = c.subscriptions as unknown[] | null;
+    const proxy = c.proxy as { address: string; port: number } | null | undefined;
     return [
       String(c.id),
       dash(c.username),
-      `${String(c.remoteAddress)}:${String(c.remotePort)}`,
+      hostPort(c.remoteAddress, c.remotePort),
+      ...(via ? [proxy ? hostPort(proxy.address, proxy.port) : '-'] : []),
       String(c.listener),
       `${String(c.transport)}/${String(c.protocolVersion)}`,
       dash(cert?.commonName),
@@ -139,7 +164,7 @@ function clientRows(clients: Array<Record<string, unknown>>): Array<Array<string
 export function register(program: Command): void {
   const admin = program
     .command('admin')
-    .description('the admin API of a running broker: clients, kicks, bans, ACL, users (token from --token-file or $BASTION_ADMIN_TOKEN)');
+    .description('the admin API of a running broker: clients, kicks, bans, ACL, users, response actions (token from --token-file or $BASTION_ADMIN_TOKEN)');
 
   api(admin.command('health').description('is the admin API up, and what can it do here'))
     .action(async (o: Common) => {
@@ -156,7 +181,8 @@ export function register(program: Command): void {
       const { clients } = await c.clients();
       if (o.json) return printJson(clients);
       if (clients.length === 0) return out('no clients connected\n');
-      table(['CLIENT ID', 'USERNAME', 'ADDRESS', 'LISTENER', 'PROTO', 'CERT CN', 'CERT SERIAL', 'CERT EXPIRES', 'CONNECTED SINCE', 'SUBS', 'MSGS IN/OUT', 'BYTES IN/OUT'], clientRows(clients));
+      const via = clients.some((x) => x.proxy !== null && x.proxy !== undefined);
+      table(['CLIENT ID', 'USERNAME', 'ADDRESS', ...(via ? ['VIA'] : []), 'LISTENER', 'PROTO', 'CERT CN', 'CERT SERIAL', 'CERT EXPIRES', 'CONNECTED SINCE', 'SUBS', 'MSGS IN/OUT', 'BYTES IN/OUT'], clientRows(clients, via));
     });
 
   api(admin.command('kick').description('disconnect a client').argument('<id>', 'client id').option('--reason <text>', 'note recorded in the event'))
@@ -306,6 +332,96 @@ export function register(program: Command): void {
       if (o.json) return printJson(r);
       out(`password of ${name} changed (${r.disconnected} session(s) disconnected)\n`);
     });
+
+  const responses = admin
+    .command('responses')
+    .description('response actions by hand (the same the response policies run, each recorded and audited): lockdown state, blocked topics and history; block or unblock a topic, lockdown, revoke, shutdown');
+  api(responses.command('history', { isDefault: true }).description('lockdown state, blocked topics, and the action records (oldest first); the default'))
+    .action(async (o: Common) => {
+      const r = await (await client(o)).responses();
+      if (o.json) return printJson(r);
+      out(`lockdown: ${r.lockedDown ? 'on' : 'off'}\n`);
+      if (r.blockedTopics.length === 0) out('blocked topics: none\n');
+      else {
+        out('blocked topics:\n');
+        table(['TOPIC', 'UNTIL'], r.blockedTopics.map((b) => [b.topic, b.expiresAt === undefined ? 'unblocked' : epoch(b.expiresAt)]));
+      }
+      if (r.history.length === 0) return out('history: no actions yet\n');
+      out('history:\n');
+      table(
+        ['TIME', 'ACTION', 'CONTROL', 'OUTCOME', 'TARGET', 'FOR', 'BY', 'NOTE'],
+        r.history.map((a) => [epoch(a.time), a.action, a.control, a.outcome, targetOf(a), a.duration === undefined ? '-' : formatDuration(a.duration), a.actor, dash(a.why ?? (a.detection === undefined ? undefined : `detection ${a.detection}`))]),
+      );
+    });
+  api(
+    responses
+      .command('block-topic')
+      .description('refuse every PUBLISH to a topic or filter (+ and # allowed), from everyone, until unblocked or expired (RS.RP-4)')
+      .argument('<filter>', 'topic or topic filter, e.g. grid/control/#')
+      .option('--for <duration>', 'how long, e.g. 15m, 24h (default: until unblocked)')
+      .option('--reason <text>', 'why (recorded)'),
+  ).action(async (filter: string, o: Common & { for?: string; reason?: string }) => {
+    const r = await (await client(o)).blockTopic(filter, { duration: o.for, reason: o.reason });
+    done(o, r.action, () => {
+      const until = r.action.detail?.expiresAt;
+      return `blocked topic ${filter} ${typeof until === 'number' ? `until ${epoch(until)}` : 'until unblocked'}`;
+    });
+  });
+  api(responses.command('unblock-topic').description('lift a topic block (the filter exactly as it was blocked)').argument('<filter>', 'topic or topic filter'))
+    .action(async (filter: string, o: Common) => {
+      const r = await (await client(o)).unblockTopic(filter);
+      if (o.json) return printJson(r);
+      out(`unblocked topic ${filter}\n`);
+    });
+  api(
+    responses
+      .command('lockdown')
+      .description('on: refuse new connections except the allow-listed ones (responses.allow, responses.lockdown.allow) (RS.RP-5); off: lift it')
+      .argument('<on|off>', 'on or off')
+      .option('--for <duration>', 'on: how long, e.g. 30m (default: the profile\'s responses.lockdown.duration, else until lifted)')
+      .option('--reason <text>', 'on: why (recorded)')
+      .option('--disconnect-others', 'on: also disconnect the connected clients that are not allow-listed')
+      .option('--no-disconnect-others', 'on: keep them connected (default: the profile\'s responses.lockdown.disconnectOthers)'),
+  ).action(async (state: string, o: Common & { for?: string; reason?: string; disconnectOthers?: boolean }) => {
+    if (state !== 'on' && state !== 'off') throw new CliError(`lockdown takes on or off, got "${state}"`, 2);
+    const c = await client(o);
+    if (state === 'off') {
+      if (o.for !== undefined || o.reason !== undefined || o.disconnectOthers !== undefined) throw new CliError('lockdown off takes no --for, --reason or --disconnect-others', 2);
+      const r = await c.liftLockdown();
+      if (o.json) return printJson(r);
+      return out('lockdown lifted\n');
+    }
+    const r = await c.lockdown({ duration: o.for, reason: o.reason, disconnectOthers: o.disconnectOthers });
+    done(o, r.action, () => {
+      const until = r.action.detail?.until;
+      return `lockdown on ${typeof until === 'number' ? `until ${epoch(until)}` : 'until lifted'} (${String(r.action.detail?.disconnected ?? 0)} client(s) disconnected)`;
+    });
+  });
+  api(
+    responses
+      .command('revoke')
+      .description("revoke a user's credential: a password is removed, a certificate revoked; without a control that can, the username is banned (RS.RP-2)")
+      .argument('<username>', 'the authenticated username (or certificate identity)')
+      .option('--reason <text>', 'why (recorded; the CRL reason for a certificate)'),
+  ).action(async (username: string, o: Common & { reason?: string }) => {
+    const r = await (await client(o)).revoke(username, o.reason);
+    done(o, r.action, () => {
+      const d = r.action.detail ?? {};
+      const how = d.via === 'ban' ? `no control can revoke it: username banned (ban ${String(d.ban)})` : d.credential === 'certificate' ? `certificate ${String(d.serial)} revoked` : 'password removed';
+      return `revoked the credential of ${username}: ${how}`;
+    });
+  });
+  api(
+    responses
+      .command('shutdown')
+      .description('close the broker: every client is disconnected and the process ends (RS.RP-6)')
+      .option('--confirm', 'required: yes, shut the broker down')
+      .option('--reason <text>', 'why (recorded)'),
+  ).action(async (o: Common & { confirm?: boolean; reason?: string }) => {
+    if (o.confirm !== true) throw new CliError('shutting the broker down needs --confirm', 2);
+    const r = await (await client(o)).shutdown(o.reason);
+    done(o, r.action, () => 'shutdown requested: the broker is closing');
+  });
 
   admin
     .command('token')

@@ -66,6 +66,22 @@ const schema = z
       .describe('No credentials at all. Refused unless `dev: true` and `host` is loopback: for a developer laptop, never a deployment.'),
     dev: z.boolean().default(false).describe('Marks this as a development setup; the only thing it allows is `anonymous: true` on loopback.'),
     maxBodySize: size({ min: 1024, max: 16 * 1024 * 1024 }).prefault('1MiB').describe('Largest request body accepted (an ACL replaced whole is the largest).'),
+    authFailures: z
+      .strictObject({
+        perIp: z
+          .union([
+            z.literal(false),
+            z.strictObject({
+              rate: integerRange(1, 1_000_000).default(10).describe('Failed authentications allowed per window.'),
+              per: duration({ min: 1_000, max: 86_400_000 }).prefault('1m').describe('The window; it opens with the first failure.'),
+            }),
+          ])
+          .prefault({})
+          .describe('Failed authentications (401) from one remote address: `{ rate, per }`, `rate` failures (default 10) in a window `per` (default 1m) that opens with the first failure. The failure that spends the budget locks the address out until its window ends: its requests get 429 with Retry-After and their credentials are not checked, a right token included. false = no limit.'),
+        capacity: integerRange(1, 1_000_000).default(10_000).describe('Most remote addresses remembered; when full, the oldest window is forgotten first.'),
+      })
+      .prefault({})
+      .describe('A budget of failed logins per caller address (password guessing against tokens; a lockout is a `rate.limited` event).'),
   })
   .describe('The admin API: list and kick clients, ban, change the ACL and users, live, over authenticated HTTP(S). Off when absent. See docs/admin.md.');
 
@@ -90,6 +106,8 @@ export interface AdminSettings {
   dev: boolean;
   /** Bytes. */
   maxBodySize: number;
+  /** `perIp` undefined: no limit. `per` in milliseconds. */
+  authFailures: { perIp: { rate: number; per: number } | undefined; capacity: number };
 }
 
 export const adminSection = defineSection({
@@ -135,6 +153,7 @@ export const adminSection = defineSection({
       anonymous: parsed.anonymous,
       dev: parsed.dev,
       maxBodySize: parsed.maxBodySize,
+      authFailures: { perIp: parsed.authFailures.perIp === false ? undefined : { ...parsed.authFailures.perIp }, capacity: parsed.authFailures.capacity },
     };
   },
   tiers: {
