@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * The attacker of the latency-flood scenario, in its own process (started by the load generator,
- * so on the generator's CPU, at nice 19 so it does not take that CPU from the legitimate client).
+ * so on the generator's CPU, under SCHED_IDLE (else nice 19) so it does not take that CPU from the
+ * legitimate client).
  * From one address (params.floodAddress, 127.0.0.2) it
  *   - guesses passwords: `floodWindow` CONNECTs in flight, user `bench`, a random wrong password
  *     each, reconnecting as soon as the broker answers or drops it;

@@ -470,8 +470,8 @@ describe('docs/limits.md', () => {
     const base = { version: 1 as const, listeners: [{ protocol: 'mqtt' as const, port: 1883 }] };
     const t1 = parseProfile(JSON.stringify({ ...base, tier: 1 }), { file: 't1.yaml', baseDir: tmpdir() });
     const t3 = parseProfile(JSON.stringify({ ...base, tier: 1, tiers: { 'PR.SS': 3 } }), { file: 't3.yaml', baseDir: tmpdir() });
-    expect(t1.rateLimits?.authFailures.perIp).toBeUndefined();
-    expect(t3.rateLimits?.authFailures.perIp?.rate).toBe(10);
+    expect(t1.rateLimits?.authFailures.perIp?.rate).toBe(30); // a safety net at tier 1
+    expect(t3.rateLimits?.authFailures.perIp?.rate).toBeLessThan(t1.rateLimits!.authFailures.perIp!.rate);
     expect(t3.rateLimits!.publish.perClient.messages!.rate).toBeLessThan(t1.rateLimits!.publish.perClient.messages!.rate);
     expect(t1.disconnect?.maxAge).toBe(0);
     expect(t3.disconnect?.maxAge).toBe(24 * 3_600_000);

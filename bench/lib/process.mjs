@@ -40,11 +40,13 @@ export function pinningPlan({ disabled = false } = {}) {
  * Returns a handle with call(method, params, timeoutMs), on(type, fn) for unsolicited messages,
  * waitFor(type, timeoutMs), kill() and an `exited` promise.
  */
-export function launch(script, args = [], { cpu, name = script, env, execArgv = [], nice } = {}) {
+export function launch(script, args = [], { cpu, name = script, env, execArgv = [], nice, idle = false } = {}) {
   const nodeArgs = [...execArgv, script, ...args];
   let [cmd, argv] = typeof cpu === 'number' ? ['taskset', ['-c', String(cpu), process.execPath, ...nodeArgs]] : [process.execPath, nodeArgs];
   // a lower priority (the attacker of latency-flood shares the generator's CPU)
   if (typeof nice === 'number') [cmd, argv] = ['nice', ['-n', String(nice), cmd, ...argv]];
+  // SCHED_IDLE: runs only on CPU time nobody else wants, so it never delays the measuring client
+  if (idle && chrtAvailable()) [cmd, argv] = ['chrt', ['--idle', '0', cmd, ...argv]];
   [cmd, argv] = withOpenFilesRaised(cmd, argv);
   const child = spawn(cmd, argv, {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -154,6 +156,12 @@ export function launch(script, args = [], { cpu, name = script, env, execArgv = 
  * Runs cmd with its soft open-files limit raised to the hard limit (`ulimit -n`): the connection
  * scenarios hold thousands of sockets. `exec` keeps the pid, so CPU readings stay on the broker.
  */
+let chrtOk;
+function chrtAvailable() {
+  chrtOk ??= spawnSync('chrt', ['--idle', '0', 'true'], { stdio: 'ignore' }).status === 0;
+  return chrtOk;
+}
+
 function withOpenFilesRaised(cmd, argv) {
   if (process.platform === 'win32') return [cmd, argv];
   return ['sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"', 'sh', cmd, ...argv]];

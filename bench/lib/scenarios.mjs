@@ -418,7 +418,7 @@ function prepareLatency({ flood }) {
     await run(1_000); // warm-up (untimed)
     let attacker;
     if (flood) {
-      attacker = launch(ATTACKER, [], { name: 'attacker', nice: 19 });
+      attacker = launch(ATTACKER, [], { name: 'attacker', nice: 19, idle: true });
       await attacker.waitFor('ready', 30_000);
       await attacker.call('start', { conn: { ...conn, spreadSources: false }, params }, 30_000);
       await new Promise((r) => setTimeout(r, 2_000)); // the attack is under way before we measure

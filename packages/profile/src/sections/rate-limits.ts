@@ -104,7 +104,7 @@ const schema = z.strictObject({
       perIp: cap('Open connections from one remote address, counted from TCP accept (before TLS). Tier 1: 1000, tier 2: 500, tier 3: 200, tier 4: 100.'),
       perListener: z.record(z.string().min(1), integerRange(1, 10_000_000)).optional().describe('Open connections per listener, by listener name. No default.'),
       total: cap('Open connections in total. Tier 1–2: 50000, tier 3–4: 20000.'),
-      authPerIp: cap('CONNECTs with a username from one address whose authentication is still running (each password check costs a scrypt); beyond it a CONNECT is refused at once with CONNACK 3, so a guesser cannot queue password checks. Tier 1–2: none, tier 3: 16, tier 4: 8.'),
+      authPerIp: cap('CONNECTs with a username from one address whose authentication is still running (each password check costs a scrypt); beyond it a CONNECT is refused at once with CONNACK 3, so a guesser cannot queue password checks. Tier 1: 32, tier 2: 24, tier 3: 16, tier 4: 8.'),
     })
     .optional()
     .describe('Caps on connections open at once; beyond a cap the socket is closed at accept.'),
@@ -126,7 +126,7 @@ const schema = z.strictObject({
     .describe('SUBSCRIBE budgets.'),
   authFailures: z
     .strictObject({
-      perIp: spec('count', ['refuse', 'ban'], 'failed authentications').optional().describe('Failed authentications from one remote address (password guessing). Beyond it the address is refused at TCP accept until the window ends (refuse), or banned for `banFor` at once (ban). Tier 1–2: none, tier 3: 10 per 1m, tier 4: 5 per 1m then a 10m ban.'),
+      perIp: spec('count', ['refuse', 'ban'], 'failed authentications').optional().describe('Failed authentications from one remote address (password guessing). Beyond it the address is refused at TCP accept until the window ends (refuse), or banned for `banFor` at once (ban). Tier 1: 30 per 1m, tier 2: 20 per 1m, tier 3: 10 per 1m, tier 4: 5 per 1m then a 10m ban.'),
     })
     .optional()
     .describe('Budgets of failed authentications, counted in the shared store.'),
@@ -139,7 +139,7 @@ const schema = z.strictObject({
       }),
     ])
     .optional()
-    .describe('Sockets refused at TCP accept (open-connection caps, addresses over their connection or login budget) are held open, unread, before they are closed, so a flooder that reconnects at once is slowed to one attempt per hold per socket. On every listener type: a refused socket never reaches the TLS handshake or the HTTP upgrade. false = off. Tier 1: off, tier 2: 1s, tier 3: 2s, tier 4: 5s.'),
+    .describe('Sockets refused at TCP accept (open-connection caps, addresses over their connection or login budget) are held open, unread, before they are closed, so a flooder that reconnects at once is slowed to one attempt per hold per socket. On every listener type: a refused socket never reaches the TLS handshake or the HTTP upgrade. false = off. Tier 1–2: 1s, tier 3: 2s, tier 4: 5s.'),
 });
 
 type Parsed = z.output<typeof schema>;
@@ -160,8 +160,10 @@ const TIER_DEFAULTS: ReadonlyArray<{
   tarpit?: number;
   authPerIp?: number;
 }> = [
-  { perIp: { rate: 200, per: 10 * S }, concurrentPerIp: 1000, concurrentTotal: 50_000, messages: { rate: 5000, burst: 10_000 }, bytes: { rate: 32 * 2 ** 20, burst: 64 * 2 ** 20 }, subscribe: { rate: 200, burst: 1000 } },
-  { tarpit: 1 * S, perIp: { rate: 100, per: 10 * S }, concurrentPerIp: 500, concurrentTotal: 50_000, messages: { rate: 2000, burst: 4000 }, bytes: { rate: 16 * 2 ** 20, burst: 32 * 2 ** 20 }, subscribe: { rate: 100, burst: 500 } },
+  // tier 1–2: a password-guessing safety net too — every wrong password costs a scrypt (~40 ms of
+  // CPU), so an address that keeps guessing would otherwise hold the broker's CPU
+  { tarpit: 1 * S, authPerIp: 32, perIp: { rate: 200, per: 10 * S }, concurrentPerIp: 1000, concurrentTotal: 50_000, messages: { rate: 5000, burst: 10_000 }, bytes: { rate: 32 * 2 ** 20, burst: 64 * 2 ** 20 }, subscribe: { rate: 200, burst: 1000 }, authFailures: { rate: 30, per: M } },
+  { tarpit: 1 * S, authPerIp: 24, perIp: { rate: 100, per: 10 * S }, concurrentPerIp: 500, concurrentTotal: 50_000, messages: { rate: 2000, burst: 4000 }, bytes: { rate: 16 * 2 ** 20, burst: 32 * 2 ** 20 }, subscribe: { rate: 100, burst: 500 }, authFailures: { rate: 20, per: M } },
   { tarpit: 2 * S, authPerIp: 16, perIp: { rate: 50, per: 10 * S }, concurrentPerIp: 200, concurrentTotal: 20_000, messages: { rate: 1000, burst: 2000 }, bytes: { rate: 8 * 2 ** 20, burst: 16 * 2 ** 20 }, subscribe: { rate: 50, burst: 250 }, authFailures: { rate: 10, per: M } },
   {
     tarpit: 5 * S,
