@@ -153,7 +153,7 @@ describe('connection flood from one address', () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(closedAt).toBe(0); // held, not closed at once
     await socketClosed(held, 5000);
-    expect(closedAt - t0).toBeGreaterThanOrEqual(1000);
+    expect(closedAt - t0).toBeGreaterThanOrEqual(700); // the hold, ±50% jitter
     expect(secured).toBe(false);
     // the refusal is one rate-limit event, not a TLS error as well
     expect(events.filter((e) => e.type === 'connection.refused' && e.remoteAddress === ATTACKER)).toEqual([]);

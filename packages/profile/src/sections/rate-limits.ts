@@ -139,7 +139,7 @@ const schema = z.strictObject({
       }),
     ])
     .optional()
-    .describe('Sockets refused at TCP accept (open-connection caps, addresses over their connection or login budget) are held open, unread, before they are closed, so a flooder that reconnects at once is slowed to one attempt per hold per socket. On every listener type: a refused socket never reaches the TLS handshake or the HTTP upgrade. false = off. Tier 1–2: 1s, tier 3: 2s, tier 4: 5s.'),
+    .describe('Sockets refused at TCP accept (open-connection caps, addresses over their connection or login budget) are held open, unread, for the hold (±50% at random) before they are closed, so a flooder that reconnects at once is slowed to one attempt per hold per socket. On every listener type: a refused socket never reaches the TLS handshake or the HTTP upgrade. false = off. Tier 1–2: 1s, tier 3: 2s, tier 4: 5s.'),
 });
 
 type Parsed = z.output<typeof schema>;
