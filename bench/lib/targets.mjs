@@ -45,7 +45,7 @@ async function readTls(tlsDir) {
  * Bare Aedes 1.2 exactly as an application would embed it. `noDelay` turns Nagle off on accepted
  * sockets, as Bastion's listeners do, to tell socket options apart from middleware cost.
  */
-async function startAedes(transport, { tlsDir }, { noDelay = false, patched = false } = {}) {
+async function startAedes(transport, { tlsDir }, { noDelay = false, patched = false, mtls = false } = {}) {
   // upstream Aedes unless `patched`: the workspace's copy carries Bastion's patches (patches/)
   const { Aedes } = await import(patched ? 'aedes' : (await pristineEntry('aedes')).url);
   const aedes = await Aedes.createBroker();
@@ -55,7 +55,14 @@ async function startAedes(transport, { tlsDir }, { noDelay = false, patched = fa
         aedes.handle(socket);
       }
     : aedes.handle;
-  const server = transport === 'tls' ? tls.createServer(await readTls(tlsDir), handle) : net.createServer(handle);
+  let server;
+  if (transport === 'tls') {
+    const material = await readTls(tlsDir);
+    // mtls: client certificates required and verified against the CA, as Bastion's tier 3 does
+    server = tls.createServer(mtls ? { ...material, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' } : material, handle);
+  } else {
+    server = net.createServer(handle);
+  }
   const port = await listen(server);
   return {
     port,
@@ -376,6 +383,16 @@ export const TARGETS = [
     baseline: 'aedes-tcp',
     default: false,
     start: () => startNodeFloor(),
+  },
+  {
+    name: 'aedes-mtls',
+    description: 'bare Aedes 1.2 as published over mutual TLS: client certificate required and verified (requestCert, rejectUnauthorized, the CA, TLS 1.3), no other control — what OpenSSL itself keeps per mTLS connection',
+    transport: 'tls',
+    auth: null,
+    clientCert: true,
+    baseline: 'aedes-tls',
+    default: false,
+    start: (ctx) => startAedes('tls', ctx, { mtls: true }),
   },
   {
     name: 'aedes-tcp-nodelay',
