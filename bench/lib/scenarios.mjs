@@ -135,37 +135,6 @@ async function publishQoS0(client, topic, payload, n, batch) {
   }
 }
 
-/** QoS 1: a window of in-flight publishes, refilled from the PUBACK callbacks. */
-function publishQoS1(client, topic, payload, n, window) {
-  const opts = { qos: 1 };
-  return new Promise((resolve, reject) => {
-    let sent = 0;
-    let acked = 0;
-    let inflight = 0;
-    let failed = false;
-    const onAck = (err) => {
-      if (failed) return;
-      if (err) {
-        failed = true;
-        reject(err);
-        return;
-      }
-      inflight--;
-      acked++;
-      if (acked === n) resolve();
-      else pump();
-    };
-    const pump = () => {
-      while (inflight < window && sent < n) {
-        inflight++;
-        sent++;
-        client.publish(topic, payload, opts, onAck);
-      }
-    };
-    pump();
-  });
-}
-
 /**
  * Counts deliveries at the receiving side of a throughput round. `round(n, publish)` runs
  * `publish()`, then waits for all n deliveries, giving up once they stop coming for `idleMs` (QoS 0
@@ -205,10 +174,11 @@ function deliveryCounter(idleMs) {
 }
 
 /**
- * 1 publisher → 1 subscriber on one topic, both in this process. Throughput is counted at the
- * subscriber: messages received / time from the first publish to the last message received.
+ * QoS 0, 1 publisher → 1 subscriber on one topic, both mqtt.js clients in this process (QoS 1 uses
+ * raw-socket clients: prepareRawQoS1). Throughput is counted at the subscriber: messages received /
+ * time from the first publish to the last message received.
  */
-function pubSubThroughput(qos) {
+function pubSubThroughputQoS0() {
   return async function prepare({ conn, params }) {
     const tag = `${process.pid}-${Date.now().toString(36)}`;
     const topic = `bench/${tag}/t`;
@@ -216,7 +186,7 @@ function pubSubThroughput(qos) {
     let pub;
     try {
       pub = await connectClient(conn, `bench-pub-${tag}`);
-      await subscribe(sub, topic, qos);
+      await subscribe(sub, topic, 0);
     } catch (err) {
       await endClient(sub);
       await endClient(pub);
@@ -228,7 +198,7 @@ function pubSubThroughput(qos) {
     sub.on('message', counter.onDelivery);
     /** Publishes n messages; resolves when the subscriber has all, or when loss is evident. */
     const round = (n) =>
-      counter.round(n, () => (qos === 0 ? publishQoS0(pub, topic, payload, n, params.qos0Batch) : publishQoS1(pub, topic, payload, n, params.qos1Window)));
+      counter.round(n, () => publishQoS0(pub, topic, payload, n, params.qos0Batch));
 
     if (params.warmup > 0) await round(params.warmup);
 
@@ -478,7 +448,7 @@ export const SCENARIOS = [
     description: 'QoS 0 throughput, 1 publisher → 1 subscriber, one topic',
     unit: 'msg/s',
     higherIsBetter: true,
-    prepare: pubSubThroughput(0),
+    prepare: pubSubThroughputQoS0(),
   },
   {
     name: 'qos1',

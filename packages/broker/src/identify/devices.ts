@@ -129,6 +129,24 @@ export function certificateView(c: ClientCertificate): CertificateView {
   };
 }
 
+/** What a CONNECT tells about a device, written into its record (new or known). */
+function refresh(r: DeviceRecord, c: ClientInfo, now: number): void {
+  r.identity = c.username;
+  r.groups = c.groups;
+  r.lastSeen = now;
+  r.connectedAt = now;
+  r.remoteAddress = c.remoteAddress;
+  r.remotePort = c.remotePort;
+  r.listener = c.listener;
+  r.transport = c.transport;
+  r.protocolVersion = c.protocolVersion;
+  r.clean = c.clean;
+  r.keepalive = c.keepalive;
+  r.tls = c.tls;
+  r.certificate = c.certificate;
+  r.subscriptions = 0;
+}
+
 export class Devices {
   readonly capacity: number;
   readonly #records = new Map<string, DeviceRecord>();
@@ -156,49 +174,13 @@ export class Devices {
     let r = this.#records.get(c.id);
     if (r === undefined) {
       this.#makeRoom();
-      r = {
-        clientId: c.id,
-        identity: c.username,
-        groups: c.groups,
-        live: 0,
-        connections: 0,
-        firstSeen: now,
-        lastSeen: now,
-        connectedAt: now,
-        disconnectedAt: 0,
-        lastDisconnect: undefined,
-        remoteAddress: c.remoteAddress,
-        remotePort: c.remotePort,
-        listener: c.listener,
-        transport: c.transport,
-        protocolVersion: c.protocolVersion,
-        clean: c.clean,
-        keepalive: c.keepalive,
-        tls: c.tls,
-        certificate: c.certificate,
-        messagesIn: 0,
-        subscriptions: 0,
-      };
+      // the fields a CONNECT sets are filled by refresh() below
+      r = { clientId: c.id, live: 0, connections: 0, firstSeen: now, disconnectedAt: 0, lastDisconnect: undefined, messagesIn: 0 } as DeviceRecord;
     } else {
       this.#records.delete(c.id); // re-inserted below: Map order is least recently connected first
       this.#offline.delete(c.id);
-      Object.assign(r, {
-        identity: c.username,
-        groups: c.groups,
-        lastSeen: now,
-        connectedAt: now,
-        remoteAddress: c.remoteAddress,
-        remotePort: c.remotePort,
-        listener: c.listener,
-        transport: c.transport,
-        protocolVersion: c.protocolVersion,
-        clean: c.clean,
-        keepalive: c.keepalive,
-        tls: c.tls,
-        certificate: c.certificate,
-        subscriptions: 0,
-      });
     }
+    refresh(r, c, now);
     r.live++;
     r.connections++;
     this.#records.set(c.id, r);
