@@ -13,7 +13,8 @@
  * received / time from the first publish to the last message received, after --warmup untimed ones.
  * The bench starts its own redis-server (no disk persistence) unless --redis URL is given.
  *
- * Needs a build first (npx tsc -b). Prints a table; --json prints the raw samples as JSON.
+ * Needs a build first (npx tsc -b). Prints a table; --json prints the raw samples as JSON;
+ * --cpu-prof DIR writes a V8 CPU profile of each broker process into DIR.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -36,6 +37,7 @@ const { values } = parseArgs({
     redis: { type: 'string' },
     only: { type: 'string' },
     'no-pin': { type: 'boolean', default: false },
+    'cpu-prof': { type: 'string' },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -46,7 +48,9 @@ if (values.broker) {
   const persistence = JSON.parse(values.broker);
   const { createBroker } = await import('@bastion/broker');
   const broker = await createBroker({
-    profile: { version: 1, listeners: [{ protocol: 'mqtt', host: '127.0.0.1', port: 0 }], authentication: { anonymous: true }, logging: { level: 'silent' }, persistence },
+    profile: { version: 1, listeners: [{ protocol: 'mqtt', host: '127.0.0.1', port: 0 }], authentication: { anonymous: true }, logging: { level: 'silent' }, persistence,
+      // the default per-client publish budget (5,000/s, burst 10,000) would pace the publisher: measure the store, not the limit
+      rateLimits: { enabled: false } },
   });
   serve({
     stop: () => broker.close(),
@@ -57,7 +61,7 @@ if (values.broker) {
 }
 
 if (values.help) {
-  process.stdout.write(`${fileURLToPath(import.meta.url).split('/').slice(-2).join('/')} [--messages N] [--warmup N] [--rounds R] [--window W] [--payload BYTES] [--redis URL] [--no-pin] [--json]\n`);
+  process.stdout.write(`${fileURLToPath(import.meta.url).split('/').slice(-2).join('/')} [--messages N] [--warmup N] [--rounds R] [--window W] [--payload BYTES] [--redis URL] [--no-pin] [--cpu-prof DIR] [--json]\n`);
   process.exit(0);
 }
 
@@ -143,7 +147,8 @@ function run(pub, sub, n) {
 }
 
 async function measure(config, pinning) {
-  const broker = launch(SELF, ['--broker', JSON.stringify(config.persistence)], { cpu: pinning.enabled ? pinning.broker : undefined, name: `broker ${config.name}` });
+  const execArgv = values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`, `--cpu-prof-name=${config.name.replace(' ', '-')}-${Date.now()}.cpuprofile`] : [];
+  const broker = launch(SELF, ['--broker', JSON.stringify(config.persistence)], { cpu: pinning.enabled ? pinning.broker : undefined, name: `broker ${config.name}`, execArgv });
   try {
     const { port } = await broker.waitFor('listening', 30_000);
     const tag = randomBytes(3).toString('hex');
