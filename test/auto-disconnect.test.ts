@@ -79,7 +79,7 @@ describe('CONNECT timeout', () => {
   });
 
   it('a slowloris army: every half-open socket is closed, the per-address cap refuses the rest, the legitimate client never notices', async () => {
-    const { url, port, events } = await start({ limits: { connectTimeout: '700ms' }, rateLimits: { concurrent: { perIp: 20 }, connections: { perIp: false } } });
+    const { url, port, events } = await start({ limits: { connectTimeout: '700ms' }, rateLimits: { concurrent: { perIp: 20 }, connections: { perIp: false }, tarpit: false } });
     const army: net.Socket[] = [];
     for (let i = 0; i < 60; i++) {
       const s = await attackerSocket(port);

@@ -121,6 +121,47 @@ describe('connection flood from one address', () => {
     expect(Date.now() - t0).toBeLessThan(1500);
   });
 
+  it('escalates the hold of an address refused again and again, up to maxHold; an address left alone starts again at hold', async () => {
+    const { port } = await start({ rateLimits: { concurrent: { perIp: 1 }, tarpit: { hold: '100ms', maxHold: '800ms' } } });
+    const first = await rawSocket(port, ATTACKER);
+    sockets.push(first);
+    await waitFor(() => broker!.openConnections(ATTACKER) === 1, 3000, 'one attacker socket counted');
+    /** One refused socket, opened after the previous one closed: how long the broker held it. */
+    const held = async () => {
+      const s = await rawSocket(port, ATTACKER);
+      sockets.push(s);
+      s.resume();
+      const t0 = Date.now();
+      await socketClosed(s, 5000);
+      return Date.now() - t0;
+    };
+    const holds = [await held(), await held(), await held(), await held(), await held()];
+    // 100 ms, then doubled per refusal up to 800 ms, each ±50%: 50–150, …, 400–1200, 400–1200
+    expect(holds[0]).toBeLessThan(400);
+    expect(holds[3]).toBeGreaterThanOrEqual(380);
+    expect(holds[4]).toBeGreaterThanOrEqual(380);
+    await new Promise((r) => setTimeout(r, 900)); // not refused for maxHold: back to the short hold
+    expect(await held()).toBeLessThan(400);
+  });
+
+  it('with the memory store, a connection budget refills steadily (a token bucket), not all at once at the end of a window', async () => {
+    const { port, events } = await start({ rateLimits: { connections: { perIp: { rate: 5, per: '1s' } }, tarpit: false } });
+    const from = async (i: number) => {
+      const r = await tryConnectFrom(port, ATTACKER, { clientId: `bucket-${i}` });
+      if (!isRefusal(r)) clients.push(r);
+      return !isRefusal(r);
+    };
+    const burst = [];
+    for (let i = 0; i < 5; i++) burst.push(await from(i));
+    expect(burst).toEqual([true, true, true, true, true]); // the full bucket
+    expect(await from(5)).toBe(false); // empty
+    await waitFor(() => limited(events, 'connections.perIp').length > 0, 3000, 'a connections.perIp event');
+    // one unit refills every 200 ms: well inside the second a fixed window would refuse for
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await from(6)).toBe(true);
+    expect(await from(7)).toBe(false); // one unit, not a new window of five
+  });
+
   it('on a TLS listener too: a refused socket is held before its handshake, and no handshake is spent on it', async () => {
     const pki = makeTestPki();
     dirs.push(pki.dir);
@@ -461,7 +502,7 @@ describe('docs/limits.md', () => {
     expect(p.rateLimits?.publish.perClient.bytes).toMatchObject({ rate: 2 ** 20, burst: 4 * 2 ** 20, consequence: 'drop' });
     expect(p.rateLimits?.authFailures.perIp).toMatchObject({ rate: 10, per: 60_000, consequence: 'refuse' });
     expect(p.rateLimits?.concurrent).toMatchObject({ perIp: 50, total: 20_000, authPerIp: 8 });
-    expect(p.rateLimits?.tarpit).toEqual({ hold: 2000, max: 1000 });
+    expect(p.rateLimits?.tarpit).toEqual({ hold: 2000, max: 1000, maxHold: 30_000 });
     expect(p.disconnect).toMatchObject({ keepalive: { max: 300, overMax: 'cap', refuseZero: true }, idleTimeout: 6 * 3_600_000, maxAge: 12 * 3_600_000, maxAgeJitter: 0.2 });
     expect(p.protocol).toMatchObject({ maxTopicLength: 512, maxQueuedPerClient: 500, clientId: { maxLength: 64, pattern: '^[a-z0-9][a-z0-9-]*$' }, slowConsumer: { maxBacklog: 2 ** 20 } });
   });

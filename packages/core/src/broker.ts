@@ -135,6 +135,8 @@ export class BastionBroker extends EventEmitter {
   #acceptChecks: ReadonlyArray<AcceptCheck> = [];
   /** Refused sockets held open (holdRefused) right now. */
   readonly #held = new Set<Socket>();
+  /** Escalating tarpit: an address's current hold and when it was last refused (maxHoldRefused). */
+  readonly #holds = new Map<string, { hold: number; at: number }>();
   /** Every admitted socket still open, so close() can end those Aedes does not know (no CONNECT yet). */
   readonly #open = new Set<Socket>();
   /** When each connection-limit event was last emitted, and how many were held back since (one per second per limit). */
@@ -313,6 +315,7 @@ export class BastionBroker extends EventEmitter {
     this.#listeners = [];
     const closing = listeners.map((l) => l.close());
     for (const s of this.#held) s.destroy(); // refused sockets held open would keep the listeners from closing
+    this.#holds.clear();
     const aedes = this.#aedes;
     if (aedes) {
       for (const c of Object.values((aedes as unknown as { clients: unknown }).clients as Record<string, WiredClient>)) {
@@ -504,7 +507,7 @@ export class BastionBroker extends EventEmitter {
           message: `connection refused at accept: ${limit}`,
           detail: { consequence: 'refuse' },
         });
-        this.#closeRefused(socket);
+        this.#closeRefused(socket, ip);
         return false;
       }
     }
@@ -522,12 +525,12 @@ export class BastionBroker extends EventEmitter {
       message: `connection refused: ${hit} cap reached`,
       detail: { consequence: 'refuse', cap: this.#connections.capOf(hit, listener) },
     });
-    this.#closeRefused(socket);
+    this.#closeRefused(socket, ip);
     return false;
   };
 
-  /** Close a socket refused at accept: at once, or after holding it unread (holdRefused). */
-  #closeRefused(socket: Socket): void {
+  /** Close a socket refused at accept: at once, or after holding it unread (holdRefused, escalating per address). */
+  #closeRefused(socket: Socket, ip: string): void {
     const { holdRefused, maxHeld } = this.#connections.limits;
     if (!holdRefused || this.#held.size >= (maxHeld ?? 1000) || this.#state !== 'listening') {
       socket.destroy();
@@ -539,12 +542,33 @@ export class BastionBroker extends EventEmitter {
     // ±50% jitter: sockets refused together would otherwise be closed together, and a flooder that
     // reconnects at once would come back as one wave every hold — an accept storm that stalls the
     // event loop (measured: p99 latency of other clients ×5–70 under a flood of 500 sockets)
-    const timer = setTimeout(() => socket.destroy(), holdRefused * (0.5 + Math.random()));
+    const timer = setTimeout(() => socket.destroy(), this.#holdFor(ip, holdRefused) * (0.5 + Math.random()));
     timer.unref();
     socket.once('close', () => {
       this.#held.delete(socket);
       clearTimeout(timer);
     });
+  }
+
+  /**
+   * The hold for a refusal of `ip` now. An address refused again within maxHoldRefused of its last
+   * refusal has its hold doubled (up to maxHoldRefused): a flooder cycling hundreds of sockets
+   * through the tarpit is slowed to a few accepts per second instead of hundreds, while an address
+   * refused once in a while keeps the short hold.
+   */
+  #holdFor(ip: string, base: number): number {
+    const max = this.#connections.limits.maxHoldRefused;
+    if (max === undefined || max <= base) return base;
+    const now = Date.now();
+    const h = this.#holds.get(ip);
+    if (h === undefined || now - h.at > max) {
+      if (h === undefined && this.#holds.size >= 10_000) this.#holds.clear(); // many addresses: forget, never grow without bound
+      this.#holds.set(ip, { hold: base, at: now });
+      return base;
+    }
+    h.hold = h.hold * 2 < max ? h.hold * 2 : max;
+    h.at = now;
+    return h.hold;
   }
 
   /** A failure after an async hook answered (in Aedes' callbacks): logged, never an unhandled rejection. */

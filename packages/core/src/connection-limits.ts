@@ -29,6 +29,12 @@ export interface ConnectionLimits {
    * closed at once. Every transport: the TLS and HTTP layers get a socket only once admitted.
    */
   holdRefused?: number | undefined;
+  /**
+   * Longest hold (ms) for an address refused again and again: each refusal within this time of the
+   * address's previous one doubles its hold, from `holdRefused` up to this (an address left alone
+   * this long starts again at `holdRefused`). Undefined or ≤ holdRefused = no escalation.
+   */
+  maxHoldRefused?: number | undefined;
   /** Most refused sockets held at once (default 1000); beyond it they are closed at once. */
   maxHeld?: number | undefined;
   /** Milliseconds a client's socket may stay full before Aedes disconnects it (Aedes `drainTimeout`, default 60 s). */

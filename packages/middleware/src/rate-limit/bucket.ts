@@ -81,3 +81,39 @@ export function take(b: Buckets, i: number, spec: RateSpec, amount: number): voi
   const tat = b[i] as number;
   b[i] = (tat > now ? tat : now) + amount * (spec.per / spec.rate);
 }
+
+/**
+ * One GCRA bucket per key (new connections per address, per listener, in total, counted in this
+ * process): a Map of theoretical arrival times, swept of keys whose bucket has refilled. Unlike a
+ * fixed window, a budget of 50 per 10 s admits a refilled burst once and then one connection every
+ * 200 ms — a flooder waiting at the window's edge does not get 50 handshakes at once every 10 s.
+ */
+export class KeyedBuckets {
+  readonly spec: RateSpec;
+  readonly #tat = new Map<string, number>();
+  #inserts = 0;
+
+  constructor(spec: RateSpec) {
+    this.spec = spec;
+  }
+
+  /** Take one unit for `key` at `now` (clock ms): 0 when taken, else the milliseconds until one fits (nothing taken). */
+  take(key: string, now: number): number {
+    const t = this.spec.per / this.spec.rate;
+    const tat = this.#tat.get(key);
+    const start = tat !== undefined && tat > now ? tat : now;
+    const over = start + t - now - this.spec.burst * t;
+    if (over > 0) return over;
+    if (tat === undefined && ++this.#inserts >= 4096) {
+      // a full bucket is the same as no entry: drop those, so idle addresses do not accumulate
+      this.#inserts = 0;
+      for (const [k, v] of this.#tat) if (v <= now) this.#tat.delete(k);
+    }
+    this.#tat.set(key, start + t);
+    return 0;
+  }
+
+  get size(): number {
+    return this.#tat.size;
+  }
+}

@@ -6,9 +6,12 @@
  * - PUBLISH and SUBSCRIBE budgets of a connection, a listener and the process are local token
  *   buckets (GCRA, one number each, state on a WeakMap keyed by the ClientInfo): every PUBLISH is
  *   checked synchronously with no allocation while the client is within budget;
- * - budgets that several broker processes must share (new connections per address, per listener,
- *   in total; per-user budgets) live in rate-limiter-flexible's memory or Redis store: consulted per
- *   new connection (a Promise is fine there) or, for per-user budgets, in batches (see shared.ts).
+ * - new connections per address, per listener and in total are local token buckets too (one per
+ *   key, checked synchronously at accept) with the memory store; with the Redis store they are
+ *   shared by every broker process, counted by rate-limiter-flexible (fixed windows, a Promise per
+ *   new connection);
+ * - per-user budgets live in rate-limiter-flexible's memory or Redis store, flushed in batches (see
+ *   shared.ts); failed authentications per address are counted there too.
  *
  * Exceeding a budget is a `rate.limited` security event (at most one per second per client or
  * address and limit, with the count held back in between); the core emits none per packet.
@@ -27,7 +30,7 @@ import type {
   Verdict,
 } from '@bastion/core';
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
-import { clock, newBuckets, take, touchClock, waitFor } from './bucket.js';
+import { KeyedBuckets, clock, newBuckets, take, touchClock, waitFor } from './bucket.js';
 import type { Buckets } from './bucket.js';
 import { normalizeRateLimits } from './options.js';
 import type { Consequence, PublishBudget, RateLimitOptions, RateLimitSettings, RateSpec } from './options.js';
@@ -119,8 +122,18 @@ type LimitName =
   | 'connections.perListener'
   | 'connections.total';
 
+interface ConnectionCheck {
+  name: LimitName;
+  spec: RateSpec;
+  key: (c: ConnectionInfo) => string;
+  /** The shared store's limiter (Redis), or undefined when counted here (memory). */
+  limiter: RateLimiterAbstract | undefined;
+  /** Counted in this process: synchronous, a token bucket per key. */
+  local: KeyedBuckets | undefined;
+}
+
 interface Shared {
-  connections: Array<{ name: LimitName; spec: RateSpec; limiter: RateLimiterAbstract; key: (c: ConnectionInfo) => string }>;
+  connections: ConnectionCheck[];
   authFailures: RateLimiterAbstract | undefined;
   userMessages: BatchedBudget | undefined;
   userBytes: BatchedBudget | undefined;
@@ -208,11 +221,14 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
     const onError = (err: unknown) => ctx?.logger.warn({ err }, 'rate-limit store failed; the batch was not counted');
     const c = s.connections;
     const connections: Shared['connections'] = [];
-    if (c.perIp) connections.push({ name: 'connections.perIp', spec: c.perIp, limiter: st.limiter('conn:ip', c.perIp), key: (x) => x.remoteAddress });
+    // one process (memory store): a synchronous token bucket per key, no Promise per connection
+    const check = (name: LimitName, storeName: string, spec: RateSpec, key: (c: ConnectionInfo) => string): ConnectionCheck =>
+      st.kind === 'memory' ? { name, spec, key, limiter: undefined, local: new KeyedBuckets(spec) } : { name, spec, key, limiter: st.limiter(storeName, spec), local: undefined };
+    if (c.perIp) connections.push(check('connections.perIp', 'conn:ip', c.perIp, (x) => x.remoteAddress));
     for (const [name, spec] of Object.entries(c.perListener)) {
-      connections.push({ name: 'connections.perListener', spec, limiter: st.limiter(`conn:listener:${name}`, spec), key: (x) => (x.listener === name ? name : '') });
+      connections.push(check('connections.perListener', `conn:listener:${name}`, spec, (x) => (x.listener === name ? name : '')));
     }
-    if (c.total) connections.push({ name: 'connections.total', spec: c.total, limiter: st.limiter('conn:total', c.total), key: () => 'all' });
+    if (c.total) connections.push(check('connections.total', 'conn:total', c.total, () => 'all'));
     const u = s.publish.perUser;
     return {
       connections,
@@ -228,6 +244,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
     total: s.concurrent.total ?? 0,
     perListener: s.concurrent.perListener,
     holdRefused: s.tarpit?.hold ?? 0,
+    maxHoldRefused: s.tarpit?.maxHold,
     maxHeld: s.tarpit?.max ?? 1000,
   });
 
@@ -316,6 +333,14 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
   };
 
   /** Refused at accept by what we know already (core hook): no TLS, no store round trip. */
+  /** A new connection over a connection budget for `msBeforeNext` ms: refused, and the address refused at accept until then. */
+  const overConnectionBudget = (check: ConnectionCheck, conn: ConnectionInfo, msBeforeNext: number): Verdict => {
+    const now = Date.now();
+    if (check.name === 'connections.perIp') block(conn.remoteAddress, now + msBeforeNext, check.name, check.spec);
+    if (!strikeAddress(conn, check.name, check.spec, now)) addressEvent(conn, check.name, 'refuse', check.spec, now, addressStrikes.get(conn.remoteAddress)?.n ?? 0);
+    return REFUSE_CONNECTION;
+  };
+
   const acceptCheck: AcceptCheck = (ip, listener) => {
     if (blocked.size === 0 && ownBans.size === 0) return undefined;
     const now = Date.now();
@@ -506,22 +531,28 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
       }
       const checks = shared.connections;
       if (checks.length === 0) return undefined;
+      if (store?.kind !== 'redis') {
+        const now = clock();
+        for (const check of checks) {
+          const key = check.key(conn);
+          if (key === '') continue;
+          const wait = (check.local as KeyedBuckets).take(key, now);
+          if (wait > 0) return overConnectionBudget(check, conn, wait);
+        }
+        return undefined;
+      }
       return (async (): Promise<Verdict> => {
         for (const check of checks) {
           const key = check.key(conn);
           if (key === '') continue;
           try {
-            await check.limiter.consume(key, 1);
+            await (check.limiter as RateLimiterAbstract).consume(key, 1);
           } catch (err) {
             if (!overBudget(err)) {
               ctx?.logger.warn({ err }, 'rate-limit store failed; connection allowed');
               continue;
             }
-            const now = Date.now();
-            // over budget for the rest of the window: later connections are refused at accept
-            if (check.name === 'connections.perIp') block(conn.remoteAddress, now + err.msBeforeNext, check.name, check.spec);
-            if (!strikeAddress(conn, check.name, check.spec, now)) addressEvent(conn, check.name, 'refuse', check.spec, now, addressStrikes.get(conn.remoteAddress)?.n ?? 0);
-            return REFUSE_CONNECTION;
+            return overConnectionBudget(check, conn, err.msBeforeNext);
           }
         }
         return undefined;

@@ -70,9 +70,11 @@ export interface RateLimitOptions {
   /**
    * Sockets refused at TCP accept (caps, known over-budget addresses) on plain TCP listeners are
    * held open, unread, for `hold` ms before they are closed — at most `max` at once (default 1000) —
-   * so a flooder that reconnects at once is slowed down. Enforced by the core once bound.
+   * so a flooder that reconnects at once is slowed down. An address refused again within `maxHold`
+   * of its previous refusal has its hold doubled, up to `maxHold` (default 16 × hold, at most 60 s;
+   * equal to `hold`: no escalation). Enforced by the core once bound.
    */
-  tarpit?: { hold: number; max?: number | undefined } | undefined;
+  tarpit?: { hold: number; max?: number | undefined; maxHold?: number | undefined } | undefined;
   /** Milliseconds between flushes of batched per-user counts to the store (default 100). */
   flushInterval?: number;
 }
@@ -88,7 +90,7 @@ export interface RateLimitSettings {
   publish: { perClient: PublishBudget; perUser: PublishBudget; perListener: Readonly<Record<string, PublishBudget>>; total: PublishBudget };
   subscribe: { perClient: RateSpec | undefined; perUser: RateSpec | undefined };
   authFailures: { perIp: RateSpec | undefined };
-  tarpit: { hold: number; max: number } | undefined;
+  tarpit: { hold: number; max: number; maxHold: number } | undefined;
 }
 
 const SOFT_CONNECTION: readonly Consequence[] = ['refuse', 'ban'];
@@ -131,11 +133,18 @@ function cap(at: string, v: number | undefined): number | undefined {
   return v;
 }
 
+/** The longest escalated hold when none is given: 16 × the hold, at most a minute (never below the hold). */
+export function defaultMaxHold(hold: number): number {
+  return Math.max(hold, Math.min(16 * hold, 60_000));
+}
+
 function tarpit(t: RateLimitOptions['tarpit']): RateLimitSettings['tarpit'] {
   if (t === undefined || t === null) return undefined;
   positive('tarpit', 'hold', t.hold);
   positive('tarpit', 'max', t.max, true);
-  return { hold: t.hold, max: t.max ?? 1000 };
+  positive('tarpit', 'maxHold', t.maxHold);
+  if (t.maxHold !== undefined && t.maxHold < t.hold) invalid('tarpit', `maxHold (${t.maxHold} ms) is shorter than hold (${t.hold} ms)`);
+  return { hold: t.hold, max: t.max ?? 1000, maxHold: t.maxHold ?? defaultMaxHold(t.hold) };
 }
 
 /** Validate and fill in defaults; throws BastionError BASTION_ERR_RATE_LIMIT on a bad setting. */

@@ -43,7 +43,7 @@ export interface RateLimitSettings {
   subscribe: { perClient?: RateSpec; perUser?: RateSpec };
   authFailures: { perIp?: RateSpec };
   /** Refused sockets held open before they are closed (plain TCP listeners). */
-  tarpit?: { hold: number; max: number };
+  tarpit?: { hold: number; max: number; maxHold: number };
 }
 
 const PER = { min: 1, max: 86_400_000 };
@@ -136,10 +136,13 @@ const schema = z.strictObject({
       z.strictObject({
         hold: duration({ min: 1, max: 60_000 }).describe('How long a refused socket is held open, unread, before it is closed.'),
         max: integerRange(1, 1_000_000).optional().describe('Most refused sockets held at once; beyond it they are closed at once. Default 1000.'),
+        maxHold: duration({ min: 1, max: 600_000 })
+          .optional()
+          .describe('Longest hold for an address refused again and again: each refusal within this time of the address\'s previous one doubles its hold, from `hold` up to this; an address not refused for this long starts again at `hold`. Equal to `hold`: no escalation. Default 16 × hold, at most 1m (tier 1–2: 16s, tier 3: 32s, tier 4: 1m).'),
       }),
     ])
     .optional()
-    .describe('Sockets refused at TCP accept (open-connection caps, addresses over their connection or login budget) are held open, unread, for the hold (±50% at random) before they are closed, so a flooder that reconnects at once is slowed to one attempt per hold per socket. On every listener type: a refused socket never reaches the TLS handshake or the HTTP upgrade. false = off. Tier 1–2: 1s, tier 3: 2s, tier 4: 5s.'),
+    .describe('Sockets refused at TCP accept (open-connection caps, addresses over their connection or login budget) are held open, unread, for the hold (±50% at random) before they are closed, so a flooder that reconnects at once is slowed to one attempt per hold per socket, and an address refused again and again has its hold doubled up to `maxHold`. On every listener type: a refused socket never reaches the TLS handshake or the HTTP upgrade. false = off. Tier 1–2: 1s, tier 3: 2s, tier 4: 5s.'),
 });
 
 type Parsed = z.output<typeof schema>;
@@ -148,6 +151,9 @@ type Partial4 = Partial<Omit<RateSpec, 'burst'>> & { rate: number; burst?: numbe
 
 const S = 1_000;
 const M = 60_000;
+
+/** The longest escalated tarpit hold when none is given: 16 × the hold, at most a minute. */
+const defaultMaxHold = (hold: number): number => Math.max(hold, Math.min(16 * hold, M));
 /** Defaults per tier (index 0 = tier 1). */
 const TIER_DEFAULTS: ReadonlyArray<{
   perIp: Partial4;
@@ -264,7 +270,9 @@ export const rateLimitsSection = defineSection({
     if (af) authFailures.perIp = af;
 
     const t = parsed?.tarpit;
-    const tarpit = t === false ? undefined : t !== undefined ? { hold: t.hold, max: t.max ?? 1000 } : d.tarpit !== undefined ? { hold: d.tarpit, max: 1000 } : undefined;
+    if (t && t.maxHold !== undefined && t.maxHold < t.hold) ctx.issue(['tarpit', 'maxHold'], `shorter than tarpit.hold (${t.hold} ms)`);
+    const tarpit =
+      t === false ? undefined : t !== undefined ? { hold: t.hold, max: t.max ?? 1000, maxHold: t.maxHold ?? defaultMaxHold(t.hold) } : d.tarpit !== undefined ? { hold: d.tarpit, max: 1000, maxHold: defaultMaxHold(d.tarpit) } : undefined;
 
     return { store, connections, concurrent, publish, subscribe, authFailures, ...(tarpit === undefined ? {} : { tarpit }) };
   },
