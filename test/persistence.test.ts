@@ -10,7 +10,7 @@ import { pino } from 'pino';
 import { Redis } from 'ioredis';
 import { createBroker, type Bastion, type SecurityEvent } from '@bastion/broker';
 import { createCoreBroker, type BastionBroker } from '@bastion/core';
-import { openStore, isSealed, sealedKeyId, decodeRecord, encodeRecord, Keyring, type Store, type StoredPacket, type AedesPersistence, type EncryptingPersistence } from '@bastion/persistence';
+import { openStore, isSealed, sealedKeyId, decodeRecord, encodeRecord, Keyring, MEMORY_SEAL_AFTER, type Store, type StoredPacket, type AedesPersistence, type EncryptingPersistence } from '@bastion/persistence';
 import { checkProfile, resolveProfile, type ProfileInput } from '@bastion/profile';
 import type { PersistenceControl } from '../packages/broker/src/controls/persistence.js';
 import { connect, nextMessage, collect, waitFor } from './support/mqtt.js';
@@ -89,7 +89,11 @@ describe('the encrypting persistence over the memory store', () => {
     for (let i = 0; i < 5; i++) await pub.publishAsync('secret/a', `plaintext-mem-${i}`, { qos: 1 });
     await pub.publishAsync('secret/r', 'retained-mem-secret', { qos: 1, retain: true });
 
-    const inner = (control!.store.persistence as EncryptingPersistence).inner;
+    const persistence = control!.store.persistence as EncryptingPersistence;
+    const inner = persistence.inner;
+    // queued records rest in plaintext for MEMORY_SEAL_AFTER ms at most, then are sealed in place
+    await waitFor(() => persistence.atRest!.pending === 0, 2000, 'the queued records sealed at rest');
+    expect(persistence.atRest!.sealed).toBe(6);
     const { queued, retained } = await storedRecords(inner, 'mem-sub');
     expect(queued.length).toBe(6);
     expect(retained.length).toBe(1);
@@ -112,6 +116,60 @@ describe('the encrypting persistence over the memory store', () => {
     const retainedMsg = nextMessage(late);
     await late.subscribeAsync('secret/r', { qos: 1 });
     expect(await retainedMsg).toMatchObject({ topic: 'secret/r', payload: 'retained-mem-secret', retain: true });
+  });
+});
+
+describe('sealing at rest (memory store)', () => {
+  const topic = 'rest/a';
+  const packet = (n: number, payload: string): StoredPacket => ({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain: false, dup: false, brokerId: 'b', brokerCounter: n });
+  async function memoryStore() {
+    const store = await openStore({ store: 'memory', cluster: false, encryption: { keys: [{ value: Buffer.alloc(32, 9).toString('hex') }] } });
+    stores.push(store);
+    return store.persistence as EncryptingPersistence;
+  }
+  const queued = async (p: EncryptingPersistence, id: string) => {
+    const out: StoredPacket[] = [];
+    for await (const r of p.inner.outgoingStream({ id })) out.push(r as StoredPacket);
+    return out;
+  };
+
+  it('a record acknowledged before it has rested is never sealed; one left in the queue is sealed in place, and reads always get plaintext', async () => {
+    const p = await memoryStore();
+    expect(p.atRest?.after).toBe(MEMORY_SEAL_AFTER);
+    // queued for two subscribers, delivered and acknowledged by both at once: no seal at all
+    await p.outgoingEnqueueCombi([{ clientId: 'x' }, { clientId: 'y' }], packet(1, 'acked-quickly'));
+    for (const id of ['x', 'y']) {
+      await p.outgoingUpdate({ id }, { ...packet(1, 'acked-quickly'), messageId: 7 });
+      await p.outgoingClearMessageId({ id }, { messageId: 7 });
+    }
+    expect(p.atRest!.skipped).toBe(1);
+    // queued for an offline subscriber: plaintext while it rests (the reader gets a copy) …
+    await p.outgoingEnqueue({ clientId: 'z' }, packet(2, 'left-in-the-queue'));
+    const early: Buffer[] = [];
+    for await (const r of p.outgoingStream({ id: 'z' })) early.push((r as StoredPacket).payload as Buffer);
+    expect(early.map(String)).toEqual(['left-in-the-queue']);
+    // … then sealed in place: the store holds an envelope, not the plaintext
+    await waitFor(() => p.atRest!.pending === 0, 2000, 'the record sealed');
+    expect(p.atRest!.sealed).toBe(1);
+    const [stored] = await queued(p, 'z');
+    expect(isSealed(stored!.payload)).toBe(true);
+    expect((stored!.payload as Buffer).includes(Buffer.from('left-in-the-queue'))).toBe(false);
+    // the copy handed out earlier was not overwritten by the seal, and reading now opens the envelope
+    expect(early.map(String)).toEqual(['left-in-the-queue']);
+    const late: string[] = [];
+    for await (const r of p.outgoingStream({ id: 'z' })) late.push(String((r as StoredPacket).payload));
+    expect(late).toEqual(['left-in-the-queue']);
+  });
+
+  it('a subscriber that acknowledges only one of two queues leaves the record to be sealed for the other', async () => {
+    const p = await memoryStore();
+    await p.outgoingEnqueueCombi([{ clientId: 'on' }, { clientId: 'off' }], packet(3, 'half-acked'));
+    await p.outgoingUpdate({ id: 'on' }, { ...packet(3, 'half-acked'), messageId: 1 });
+    await p.outgoingClearMessageId({ id: 'on' }, { messageId: 1 });
+    await waitFor(() => p.atRest!.pending === 0, 2000, 'the record sealed');
+    expect(p.atRest!.sealed).toBe(1);
+    const [stored] = await queued(p, 'off');
+    expect(isSealed(stored!.payload)).toBe(true);
   });
 });
 

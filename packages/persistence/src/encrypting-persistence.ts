@@ -15,13 +15,19 @@
  * (streams), treated as absent (incoming, wills), or returned still sealed where Aedes only counts
  * it (see outgoingClearMessageId).
  *
+ * With `sealQueuedAfter` (stores in the broker's own heap only: the memory store), queued records
+ * are sealed once they have been at rest that long, and records removed sooner are never sealed
+ * (see seal-at-rest.ts).
+ *
  * Without a cipher it seals nothing but still runs the store checks at setup and lets writes in
  * flight land before destroy (the Redis store uses it either way).
  */
 import { Readable } from 'node:stream';
 import type { StoreEventSink } from './events.js';
+import { copyPacket } from './records.js';
 import type { PacketCipher, StoredPacket } from './records.js';
 import type { SealKind } from './seal.js';
+import { SealAtRest } from './seal-at-rest.js';
 
 /** The Aedes 1.x persistence interface (promise style), as far as the decorator needs it. */
 export interface AedesPersistence {
@@ -58,11 +64,25 @@ export interface EncryptingPersistenceOptions {
   /** Runs after the wrapped store's destroy (closing connections it does not own). */
   afterDestroy?: () => Promise<void>;
   onEvent?: StoreEventSink;
+  /**
+   * Only for a store that lives in the broker's heap (records never leave the process): seal queued
+   * records once they have been stored this many ms; a record removed sooner is never sealed.
+   */
+  sealQueuedAfter?: number;
 }
 
-/** Recently sealed queue payloads: a small ring, newest last. Strong references, so bounded in count and size. */
-const RING = 64;
-const RING_MAX_PAYLOAD = 64 * 1024;
+/** Recently sealed queue payloads (strong references): bounded in count and in bytes. */
+const RECENT_MAX = 4096;
+const RECENT_BYTES = 8 * 2 ** 20;
+const RECENT_MAX_PAYLOAD = 16 * 1024;
+
+interface RecentSeal {
+  payload: Buffer;
+  brokerId: unknown;
+  topic: string;
+  key: number;
+  sealed: Buffer;
+}
 
 const noop = (): void => undefined;
 
@@ -72,17 +92,17 @@ export class EncryptingPersistence implements AedesPersistence {
   readonly #opts: EncryptingPersistenceOptions;
   #broker: { listenerCount?: (event: string) => number } | undefined;
   /**
-   * Queued messages' sealed payloads, by payload buffer (identity). Aedes re-stores the same message
-   * on every `outgoingUpdate` (each live delivery to a persistent session), moments after queueing
-   * it; its plaintext and associated data are unchanged, so the envelope sealed at enqueue time is
-   * the record again — reused rather than sealing the same bytes once per delivery. A ring rather
-   * than a WeakMap: no ephemeron work for the garbage collector on the hot path.
+   * Queued messages' sealed payloads, by Aedes' per-message broker counter. Aedes re-stores the same
+   * message on every `outgoingUpdate` (each live delivery to a persistent session), shortly after
+   * queueing it; its plaintext and associated data are unchanged, so the envelope sealed at enqueue
+   * time is the record again — reused rather than sealing the same bytes once per delivery. Checked
+   * by payload identity, topic, broker and key; a miss just seals. Keyed, not scanned: with many
+   * messages in flight the re-store can come thousands of messages after the enqueue.
    */
-  readonly #ringPayload: Array<Buffer | undefined> = new Array<Buffer | undefined>(RING).fill(undefined);
-  readonly #ringTopic: Array<string | undefined> = new Array<string | undefined>(RING).fill(undefined);
-  readonly #ringKey = new Uint32Array(RING);
-  readonly #ringSealed: Array<Buffer | undefined> = new Array<Buffer | undefined>(RING).fill(undefined);
-  #ringAt = 0;
+  readonly #recent = new Map<number, RecentSeal>();
+  #recentBytes = 0;
+  /** Queued records sealed at rest (sealQueuedAfter), or undefined: every record sealed when stored. */
+  readonly atRest: SealAtRest | undefined;
   declare cleanIncoming: ((client: { id: string }) => Promise<unknown>) | undefined;
 
   /** Writes in flight, so `destroy` can let them land (see there). */
@@ -96,6 +116,7 @@ export class EncryptingPersistence implements AedesPersistence {
     this.inner = inner;
     this.#cipher = cipher;
     this.#opts = opts;
+    this.atRest = cipher && opts.sealQueuedAfter !== undefined ? new SealAtRest(cipher, opts.sealQueuedAfter) : undefined;
     // Aedes feature-detects cleanIncoming: offer it only when the wrapped store has it.
     this.cleanIncoming = typeof inner.cleanIncoming === 'function' ? (client) => this.#track((inner.cleanIncoming as (c: { id: string }) => Promise<unknown>)(client)) : undefined;
   }
@@ -130,6 +151,12 @@ export class EncryptingPersistence implements AedesPersistence {
   #openQueued(record: StoredPacket | null | undefined): StoredPacket | undefined {
     if (record === null || record === undefined) return undefined;
     if (record.cmd !== undefined && record.cmd !== 'publish') return record;
+    const plain = this.atRest?.plaintext(record.payload);
+    if (plain !== undefined) {
+      const out = copyPacket(record);
+      out.payload = plain;
+      return out;
+    }
     return this.#open(record, 'O', undefined);
   }
 
@@ -145,29 +172,27 @@ export class EncryptingPersistence implements AedesPersistence {
   }
 
   /** `restore`: an outgoingUpdate of a message most likely sealed moments ago at enqueue. */
-  #sealQueued(packet: StoredPacket, restore: boolean): StoredPacket {
+  #sealQueued(packet: StoredPacket, restore: boolean, refs = 1): StoredPacket {
     const cipher = this.#cipher;
     if (!cipher) return packet;
     const payload = packet.payload;
-    if (!Buffer.isBuffer(payload) || payload.length > RING_MAX_PAYLOAD || packet.properties !== undefined) return cipher.seal(packet, 'O', undefined);
+    const counter = packet['brokerCounter'];
+    if (!Buffer.isBuffer(payload) || payload.length > RECENT_MAX_PAYLOAD || packet.properties !== undefined || typeof counter !== 'number') return cipher.seal(packet, 'O', undefined);
     const keyId = cipher.sealer.keyring.current.idNumber;
-    const payloads = this.#ringPayload;
-    // newest first: the re-store follows its enqueue closely
-    for (let n = restore ? 0 : RING, i = this.#ringAt; n < RING; n++) {
-      i = i === 0 ? RING - 1 : i - 1;
-      if (payloads[i] === payload) {
-        if (this.#ringTopic[i] === packet.topic && this.#ringKey[i] === keyId) return cipher.seal(packet, 'O', undefined, this.#ringSealed[i]);
-        break;
-      }
-      if (payloads[i] === undefined) break;
+    if (restore) {
+      const r = this.#recent.get(counter);
+      if (r !== undefined && r.payload === payload && r.topic === packet.topic && r.key === keyId && r.brokerId === packet['brokerId']) return cipher.seal(packet, 'O', undefined, r.sealed);
     }
-    const sealed = cipher.sealPayload(packet, 'O', undefined);
-    const at = this.#ringAt;
-    payloads[at] = payload;
-    this.#ringTopic[at] = packet.topic;
-    this.#ringKey[at] = keyId;
-    this.#ringSealed[at] = sealed;
-    this.#ringAt = at + 1 === RING ? 0 : at + 1;
+    // at rest: a buffer holding the plaintext now and its envelope later; else sealed now
+    const sealed = this.atRest !== undefined && !restore ? this.atRest.hold(payload, packet.topic, refs) : cipher.sealPayload(packet, 'O', undefined);
+    // bounded by starting over (no per-entry eviction: deleting a Map's oldest entries one by one
+    // leaves holes its iterator must skip); the messages in flight at that moment are sealed again
+    if (this.#recent.size >= RECENT_MAX || this.#recentBytes > RECENT_BYTES) {
+      this.#recent.clear();
+      this.#recentBytes = 0;
+    }
+    this.#recent.set(counter, { payload, brokerId: packet['brokerId'], topic: packet.topic, key: keyId, sealed });
+    this.#recentBytes += payload.length + sealed.length;
     return cipher.seal(packet, 'O', undefined, sealed);
   }
 
@@ -232,7 +257,7 @@ export class EncryptingPersistence implements AedesPersistence {
 
   outgoingEnqueueCombi(subs: Array<{ clientId: string }>, packet: StoredPacket): Promise<unknown> {
     if (subs.length === 0) return this.inner.outgoingEnqueueCombi(subs, packet); // nothing is stored
-    return this.#track(this.inner.outgoingEnqueueCombi(subs, this.#sealQueued(packet, false)));
+    return this.#track(this.inner.outgoingEnqueueCombi(subs, this.#sealQueued(packet, false, subs.length)));
   }
 
   outgoingUpdate(client: { id: string }, packet: StoredPacket): Promise<unknown> {
@@ -243,10 +268,17 @@ export class EncryptingPersistence implements AedesPersistence {
 
   outgoingClearMessageId(client: { id: string }, packet: { messageId?: number }): Promise<StoredPacket | undefined> {
     const cleared = this.#track(this.inner.outgoingClearMessageId(client, packet));
+    const atRest = this.atRest;
     // Aedes only hands this packet to 'ack' listeners (its queue drain discards it): open it when
     // someone listens, instead of paying a decryption for every PUBACK.
-    if (!this.#cipher || (this.#broker?.listenerCount?.('ack') ?? 1) === 0) return cleared;
-    return cleared.then((record) => this.#openQueued(record));
+    if (!this.#cipher || (this.#broker?.listenerCount?.('ack') ?? 1) === 0) {
+      return atRest === undefined ? cleared : cleared.then((record) => (record && atRest.released(record.payload), record));
+    }
+    return cleared.then((record) => {
+      const out = this.#openQueued(record);
+      if (record) atRest?.released(record.payload);
+      return out;
+    });
   }
 
   outgoingStream(client: { id: string }): Readable {
@@ -299,6 +331,7 @@ export class EncryptingPersistence implements AedesPersistence {
    * offline queues): wait until nothing has been pending for two turns of the event loop, 5 s at most.
    */
   async destroy(): Promise<void> {
+    this.atRest?.clear(); // in-heap records go with the store
     const deadline = Date.now() + 5000;
     for (let quiet = 0; quiet < 2 && Date.now() < deadline; ) {
       if (this.#pending > 0) {

@@ -2,7 +2,8 @@
  * @bastion/persistence: encrypted Aedes persistence (PR.SS-6), Redis stores and clusters, key
  * rotation (RC.RP-7), backup and restore (RC.RP-8). See docs/persistence.md.
  */
-export { openStore, Store } from './store.js';
+export { openStore, Store, MEMORY_SEAL_AFTER } from './store.js';
+export { SealAtRest } from './seal-at-rest.js';
 export type { StoreConfig, OpenStoreOptions } from './store.js';
 export { EncryptingPersistence } from './encrypting-persistence.js';
 export type { AedesPersistence, EncryptingPersistenceOptions } from './encrypting-persistence.js';

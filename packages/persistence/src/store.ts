@@ -26,6 +26,9 @@ import { checkStore } from './store-meta.js';
 
 const require = createRequire(import.meta.url);
 
+/** Memory store: ms a queued record rests in plaintext before it is sealed (one acknowledged sooner never is). */
+export const MEMORY_SEAL_AFTER = 50;
+
 export interface StoreConfig {
   /** memory: Aedes' in-process store (lost on restart). redis: a Redis server, shared by a cluster. */
   store: 'memory' | 'redis';
@@ -132,7 +135,8 @@ export async function openStore(config: StoreConfig, options: OpenStoreOptions =
   const cipher = keyring ? new PacketCipher(new Sealer(keyring, 'records')) : undefined;
 
   if (config.store === 'memory') {
-    const persistence = cipher ? new EncryptingPersistence(memoryPersistence(), cipher, { onEvent: report }) : undefined;
+    // records never leave the process: queued ones are sealed once at rest (see seal-at-rest.ts)
+    const persistence = cipher ? new EncryptingPersistence(memoryPersistence(), cipher, { onEvent: report, sealQueuedAfter: MEMORY_SEAL_AFTER }) : undefined;
     store = new Store({ config, keyring, persistence, mq: undefined, state: undefined, connections: [] });
     if (options.onEvent) store.onEvent = options.onEvent;
     return store;
