@@ -65,8 +65,13 @@ export interface EncryptingPersistenceOptions {
   afterDestroy?: () => Promise<void>;
   onEvent?: StoreEventSink;
   /**
-   * Only for a store that lives in the broker's heap (records never leave the process): seal queued
-   * records once they have been stored this many ms; a record removed sooner is never sealed.
+   * The wrapped store lives in the broker's heap (the memory store): its writes are done when its
+   * calls return, so destroy has none to wait for, and `sealQueuedAfter` may apply.
+   */
+  inProcess?: boolean;
+  /**
+   * With `inProcess` only (records never leave the process): seal queued records once they have
+   * been stored this many ms; a record removed sooner is never sealed.
    */
   sealQueuedAfter?: number;
 }
@@ -105,6 +110,7 @@ export class EncryptingPersistence implements AedesPersistence {
   readonly atRest: SealAtRest | undefined;
   declare cleanIncoming: ((client: { id: string }) => Promise<unknown>) | undefined;
 
+  readonly #inProcess: boolean;
   /** Writes in flight, so `destroy` can let them land (see there). */
   #pending = 0;
   readonly #settled = (): void => {
@@ -116,7 +122,8 @@ export class EncryptingPersistence implements AedesPersistence {
     this.inner = inner;
     this.#cipher = cipher;
     this.#opts = opts;
-    this.atRest = cipher && opts.sealQueuedAfter !== undefined ? new SealAtRest(cipher, opts.sealQueuedAfter) : undefined;
+    this.atRest = cipher && opts.inProcess === true && opts.sealQueuedAfter !== undefined ? new SealAtRest(cipher, opts.sealQueuedAfter) : undefined;
+    this.#inProcess = opts.inProcess === true;
     // Aedes feature-detects cleanIncoming: offer it only when the wrapped store has it.
     this.cleanIncoming = typeof inner.cleanIncoming === 'function' ? (client) => this.#track((inner.cleanIncoming as (c: { id: string }) => Promise<unknown>)(client)) : undefined;
   }
@@ -125,7 +132,9 @@ export class EncryptingPersistence implements AedesPersistence {
     return this.#cipher !== undefined;
   }
 
+  /** A write that destroy() must let land (not for an in-process store: nothing is in flight). */
   #track<T>(p: Promise<T>): Promise<T> {
+    if (this.#inProcess) return p;
     this.#pending++;
     p.then(this.#settled, this.#settled);
     return p;

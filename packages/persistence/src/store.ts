@@ -136,7 +136,7 @@ export async function openStore(config: StoreConfig, options: OpenStoreOptions =
 
   if (config.store === 'memory') {
     // records never leave the process: queued ones are sealed once at rest (see seal-at-rest.ts)
-    const persistence = cipher ? new EncryptingPersistence(memoryPersistence(), cipher, { onEvent: report, sealQueuedAfter: MEMORY_SEAL_AFTER }) : undefined;
+    const persistence = cipher ? new EncryptingPersistence(memoryPersistence(), cipher, { onEvent: report, inProcess: true, sealQueuedAfter: MEMORY_SEAL_AFTER }) : undefined;
     store = new Store({ config, keyring, persistence, mq: undefined, state: undefined, connections: [] });
     if (options.onEvent) store.onEvent = options.onEvent;
     return store;
