@@ -559,7 +559,7 @@ export class BastionBroker extends EventEmitter {
   #holdFor(ip: string, base: number): number {
     const max = this.#connections.limits.maxHoldRefused;
     if (max === undefined || max <= base) return base;
-    const now = Date.now();
+    const now = performance.now(); // monotonic: a wall-clock step must not reset or extend holds
     const h = this.#holds.get(ip);
     if (h === undefined || now - h.at > max) {
       if (h === undefined && this.#holds.size >= 10_000) this.#holds.clear(); // many addresses: forget, never grow without bound

@@ -15,9 +15,9 @@
  * (streams), treated as absent (incoming, wills), or returned still sealed where Aedes only counts
  * it (see outgoingClearMessageId).
  *
- * With `sealQueuedAfter` (stores in the broker's own heap only: the memory store), queued records
- * are sealed once they have been at rest that long, and records removed sooner are never sealed
- * (see seal-at-rest.ts).
+ * Over a store in the broker's own heap (`inProcess`: the memory store) with `sealQueuedAfter`,
+ * queued records are sealed once they have been at rest that long, and records removed sooner are
+ * never sealed (see seal-at-rest.ts).
  *
  * Without a cipher it seals nothing but still runs the store checks at setup and lets writes in
  * flight land before destroy (the Redis store uses it either way).
@@ -102,7 +102,8 @@ export class EncryptingPersistence implements AedesPersistence {
    * queueing it; its plaintext and associated data are unchanged, so the envelope sealed at enqueue
    * time is the record again — reused rather than sealing the same bytes once per delivery. Checked
    * by payload identity, topic, broker and key; a miss just seals. Keyed, not scanned: with many
-   * messages in flight the re-store can come thousands of messages after the enqueue.
+   * messages in flight the re-store can come thousands of messages after the enqueue. It holds
+   * Aedes' own payload buffers of the last few thousand messages (at most 8 MiB).
    */
   readonly #recent = new Map<number, RecentSeal>();
   #recentBytes = 0;
@@ -111,6 +112,11 @@ export class EncryptingPersistence implements AedesPersistence {
   declare cleanIncoming: ((client: { id: string }) => Promise<unknown>) | undefined;
 
   readonly #inProcess: boolean;
+  /** The record a PUBACK removed no longer needs its seal at rest (bound once: no closure per PUBACK). */
+  readonly #release = (record: StoredPacket | undefined): StoredPacket | undefined => {
+    if (record) this.atRest?.released(record.payload);
+    return record;
+  };
   /** Writes in flight, so `destroy` can let them land (see there). */
   #pending = 0;
   readonly #settled = (): void => {
@@ -281,7 +287,7 @@ export class EncryptingPersistence implements AedesPersistence {
     // Aedes only hands this packet to 'ack' listeners (its queue drain discards it): open it when
     // someone listens, instead of paying a decryption for every PUBACK.
     if (!this.#cipher || (this.#broker?.listenerCount?.('ack') ?? 1) === 0) {
-      return atRest === undefined ? cleared : cleared.then((record) => (record && atRest.released(record.payload), record));
+      return atRest === undefined ? cleared : cleared.then(this.#release);
     }
     return cleared.then((record) => {
       const out = this.#openQueued(record);

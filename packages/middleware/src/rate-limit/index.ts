@@ -332,7 +332,6 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
     return true;
   };
 
-  /** Refused at accept by what we know already (core hook): no TLS, no store round trip. */
   /** A new connection over a connection budget for `msBeforeNext` ms: refused, and the address refused at accept until then. */
   const overConnectionBudget = (check: ConnectionCheck, conn: ConnectionInfo, msBeforeNext: number): Verdict => {
     const now = Date.now();
@@ -341,6 +340,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
     return REFUSE_CONNECTION;
   };
 
+  /** Refused at accept by what we know already (core hook): no TLS, no store round trip. */
   const acceptCheck: AcceptCheck = (ip, listener) => {
     if (blocked.size === 0 && ownBans.size === 0) return undefined;
     const now = Date.now();
@@ -531,7 +531,8 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
       }
       const checks = shared.connections;
       if (checks.length === 0) return undefined;
-      if (store?.kind !== 'redis') {
+      if ((checks[0] as ConnectionCheck).local !== undefined) {
+        // counted in this process: synchronous
         const now = clock();
         for (const check of checks) {
           const key = check.key(conn);
