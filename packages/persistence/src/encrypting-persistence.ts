@@ -76,18 +76,14 @@ export interface EncryptingPersistenceOptions {
   sealQueuedAfter?: number;
 }
 
-/** Recently sealed queue payloads (strong references): bounded in count and in bytes. */
-const RECENT_MAX = 4096;
-const RECENT_BYTES = 8 * 2 ** 20;
-const RECENT_MAX_PAYLOAD = 16 * 1024;
-
-interface RecentSeal {
-  payload: Buffer;
-  brokerId: unknown;
-  topic: string;
-  key: number;
-  sealed: Buffer;
-}
+/**
+ * Recently sealed queue payloads, in slots indexed by the message's broker counter (Aedes numbers
+ * its messages in sequence, so the last RECENT messages land in distinct slots): no allocation, no
+ * eviction. Strong references, so bounded: RECENT slots of at most RECENT_MAX_PAYLOAD bytes (a
+ * larger payload is sealed again on its re-store).
+ */
+const RECENT = 2048;
+const RECENT_MAX_PAYLOAD = 4 * 1024;
 
 const noop = (): void => undefined;
 
@@ -101,12 +97,16 @@ export class EncryptingPersistence implements AedesPersistence {
    * message on every `outgoingUpdate` (each live delivery to a persistent session), shortly after
    * queueing it; its plaintext and associated data are unchanged, so the envelope sealed at enqueue
    * time is the record again — reused rather than sealing the same bytes once per delivery. Checked
-   * by payload identity, topic, broker and key; a miss just seals. Keyed, not scanned: with many
+   * by payload identity, topic, broker and key; a miss just seals. Indexed, not scanned: with many
    * messages in flight the re-store can come thousands of messages after the enqueue. It holds
-   * Aedes' own payload buffers of the last few thousand messages (at most 8 MiB).
+   * Aedes' own payload buffers of the last RECENT messages (with their envelopes: at most 16 MiB).
    */
-  readonly #recent = new Map<number, RecentSeal>();
-  #recentBytes = 0;
+  readonly #recentCounter = new Float64Array(RECENT).fill(-1);
+  readonly #recentKey = new Uint32Array(RECENT);
+  readonly #recentPayload: Array<Buffer | undefined> = new Array<Buffer | undefined>(RECENT).fill(undefined);
+  readonly #recentBroker: unknown[] = new Array<unknown>(RECENT).fill(undefined);
+  readonly #recentTopic: Array<string | undefined> = new Array<string | undefined>(RECENT).fill(undefined);
+  readonly #recentSealed: Array<Buffer | undefined> = new Array<Buffer | undefined>(RECENT).fill(undefined);
   /** Queued records sealed at rest (sealQueuedAfter), or undefined: every record sealed when stored. */
   readonly atRest: SealAtRest | undefined;
   declare cleanIncoming: ((client: { id: string }) => Promise<unknown>) | undefined;
@@ -191,23 +191,28 @@ export class EncryptingPersistence implements AedesPersistence {
     const cipher = this.#cipher;
     if (!cipher) return packet;
     const payload = packet.payload;
-    const counter = packet['brokerCounter'];
-    if (!Buffer.isBuffer(payload) || payload.length > RECENT_MAX_PAYLOAD || packet.properties !== undefined || typeof counter !== 'number') return cipher.seal(packet, 'O', undefined);
+    const counter = packet['brokerCounter'] as number;
+    if (!Buffer.isBuffer(payload) || payload.length > RECENT_MAX_PAYLOAD || packet.properties !== undefined || !Number.isSafeInteger(counter) || counter < 0) return cipher.seal(packet, 'O', undefined);
     const keyId = cipher.sealer.keyring.current.idNumber;
-    if (restore) {
-      const r = this.#recent.get(counter);
-      if (r !== undefined && r.payload === payload && r.topic === packet.topic && r.key === keyId && r.brokerId === packet['brokerId']) return cipher.seal(packet, 'O', undefined, r.sealed);
+    const slot = counter % RECENT;
+    if (
+      restore &&
+      this.#recentCounter[slot] === counter &&
+      this.#recentPayload[slot] === payload &&
+      this.#recentTopic[slot] === packet.topic &&
+      this.#recentKey[slot] === keyId &&
+      this.#recentBroker[slot] === packet['brokerId']
+    ) {
+      return cipher.seal(packet, 'O', undefined, this.#recentSealed[slot]);
     }
     // at rest: a buffer holding the plaintext now and its envelope later; else sealed now
     const sealed = this.atRest !== undefined && !restore ? this.atRest.hold(payload, packet.topic, refs) : cipher.sealPayload(packet, 'O', undefined);
-    // bounded by starting over (no per-entry eviction: deleting a Map's oldest entries one by one
-    // leaves holes its iterator must skip); the messages in flight at that moment are sealed again
-    if (this.#recent.size >= RECENT_MAX || this.#recentBytes > RECENT_BYTES) {
-      this.#recent.clear();
-      this.#recentBytes = 0;
-    }
-    this.#recent.set(counter, { payload, brokerId: packet['brokerId'], topic: packet.topic, key: keyId, sealed });
-    this.#recentBytes += payload.length + sealed.length;
+    this.#recentCounter[slot] = counter;
+    this.#recentKey[slot] = keyId;
+    this.#recentPayload[slot] = payload;
+    this.#recentBroker[slot] = packet['brokerId'];
+    this.#recentTopic[slot] = packet.topic;
+    this.#recentSealed[slot] = sealed;
     return cipher.seal(packet, 'O', undefined, sealed);
   }
 
