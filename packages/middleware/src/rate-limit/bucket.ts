@@ -112,8 +112,4 @@ export class KeyedBuckets {
     this.#tat.set(key, start + t);
     return 0;
   }
-
-  get size(): number {
-    return this.#tat.size;
-  }
 }

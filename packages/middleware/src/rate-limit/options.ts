@@ -134,7 +134,7 @@ function cap(at: string, v: number | undefined): number | undefined {
 }
 
 /** The longest escalated hold when none is given: 16 × the hold, at most a minute (never below the hold). */
-export function defaultMaxHold(hold: number): number {
+function defaultMaxHold(hold: number): number {
   return Math.max(hold, Math.min(16 * hold, 60_000));
 }
 
