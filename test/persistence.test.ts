@@ -171,6 +171,39 @@ describe('sealing at rest (memory store)', () => {
     const [stored] = await queued(p, 'off');
     expect(isSealed(stored!.payload)).toBe(true);
   });
+
+  it('a buffer every queue released is wiped and reused for the next record of its length, and never offered again for its old message', async () => {
+    const p = await memoryStore();
+    // a record from another broker, delivered to 'a' as message id 5
+    await p.outgoingEnqueue({ clientId: 'a' }, { ...packet(99, 'other-broker'), brokerId: 'o' });
+    await p.outgoingUpdate({ id: 'a' }, { ...packet(99, 'other-broker'), brokerId: 'o', messageId: 5 });
+    // message 10 queued for 'm', delivered and acknowledged: its buffer is released …
+    const m10 = packet(10, 'first-record'); // Aedes hands the store the same payload each time
+    await p.outgoingEnqueue({ clientId: 'm' }, m10);
+    const [held] = await queued(p, 'm');
+    await p.outgoingUpdate({ id: 'm' }, { ...m10, messageId: 1 });
+    await p.outgoingClearMessageId({ id: 'm' }, { messageId: 1 });
+    const buf = held!.payload as Buffer;
+    expect(buf.includes(Buffer.from('first-record'))).toBe(false); // … and wiped at once
+    // … and reused for the next record of the same length
+    await p.outgoingEnqueue({ clientId: 'n' }, packet(11, 'other-record'));
+    const [next] = await queued(p, 'n');
+    expect(next!.payload).toBe(buf);
+    expect(p.atRest!.reused).toBe(1);
+    const read: string[] = [];
+    for await (const r of p.outgoingStream({ id: 'n' })) read.push(String((r as StoredPacket).payload));
+    expect(read).toEqual(['other-record']);
+    // a late re-store of message 10 (here replacing 'a''s record with the same message id) is sealed
+    // afresh: the buffer it was queued in now holds message 11
+    await p.outgoingUpdate({ id: 'a' }, { ...m10, messageId: 5 });
+    const onA: string[] = [];
+    for await (const r of p.outgoingStream({ id: 'a' })) onA.push(String((r as StoredPacket).payload));
+    expect(onA).toEqual(['first-record']);
+    // message 11, left in its queue, is still sealed at rest in that buffer
+    await waitFor(() => p.atRest!.pending === 0, 2000, 'the record sealed');
+    expect(isSealed(buf)).toBe(true);
+    expect(buf.includes(Buffer.from('other-record'))).toBe(false);
+  });
 });
 
 describe('the encrypting persistence over Redis', () => {

@@ -117,6 +117,15 @@ export class EncryptingPersistence implements AedesPersistence {
     if (record) this.atRest?.released(record.payload);
     return record;
   };
+  /** A held buffer every queue released may be reused for another record: never offer it again for a re-store. */
+  readonly #forget = (buf: Buffer, counter: number): void => {
+    const slot = counter % RECENT;
+    if (this.#recentSealed[slot] === buf) {
+      this.#recentCounter[slot] = -1;
+      this.#recentPayload[slot] = undefined;
+      this.#recentSealed[slot] = undefined;
+    }
+  };
   /** Writes in flight, so `destroy` can let them land (see there). */
   #pending = 0;
   readonly #settled = (): void => {
@@ -128,7 +137,7 @@ export class EncryptingPersistence implements AedesPersistence {
     this.inner = inner;
     this.#cipher = cipher;
     this.#opts = opts;
-    this.atRest = cipher && opts.inProcess === true && opts.sealQueuedAfter !== undefined ? new SealAtRest(cipher, opts.sealQueuedAfter) : undefined;
+    this.atRest = cipher && opts.inProcess === true && opts.sealQueuedAfter !== undefined ? new SealAtRest(cipher, opts.sealQueuedAfter, this.#forget) : undefined;
     this.#inProcess = opts.inProcess === true;
     // Aedes feature-detects cleanIncoming: offer it only when the wrapped store has it.
     this.cleanIncoming = typeof inner.cleanIncoming === 'function' ? (client) => this.#track((inner.cleanIncoming as (c: { id: string }) => Promise<unknown>)(client)) : undefined;
@@ -206,7 +215,7 @@ export class EncryptingPersistence implements AedesPersistence {
       return cipher.seal(packet, 'O', undefined, this.#recentSealed[slot]);
     }
     // at rest: a buffer holding the plaintext now and its envelope later; else sealed now
-    const sealed = this.atRest !== undefined && !restore ? this.atRest.hold(payload, packet.topic, refs) : cipher.sealPayload(packet, 'O', undefined);
+    const sealed = this.atRest !== undefined && !restore ? this.atRest.hold(payload, packet.topic, refs, counter) : cipher.sealPayload(packet, 'O', undefined);
     this.#recentCounter[slot] = counter;
     this.#recentKey[slot] = keyId;
     this.#recentPayload[slot] = payload;
