@@ -28,6 +28,8 @@ options:
   --idle N         idle connections for the memory scenario (default ${DEFAULT_PARAMS.idleConnections})
   --fanout-messages N  messages published to the fan-out subscribers (default ${DEFAULT_PARAMS.fanoutMessages})
   --latency-seconds N  timed part of the latency scenarios (default ${DEFAULT_PARAMS.latencySeconds})
+  --flood-window N     latency-flood: the attacker's password guesses in flight (default ${DEFAULT_PARAMS.floodWindow}; 0 = none)
+  --flood-idle N       latency-flood: idle sockets the attacker holds, never sending CONNECT (default ${DEFAULT_PARAMS.floodIdle}; 0 = none)
   --retries N      re-run a measurement up to N times when other processes took >= ${DISTURBED_PCT}%
                    of the broker's or generator's CPU during it (default 2; the least disturbed
                    attempt is kept, the others are listed in the JSON as discarded)
@@ -85,6 +87,8 @@ export function parseFlags(argv) {
         idle: { type: 'string' },
         'fanout-messages': { type: 'string' },
         'latency-seconds': { type: 'string' },
+        'flood-window': { type: 'string' },
+        'flood-idle': { type: 'string' },
         retries: { type: 'string' },
         'no-pin': { type: 'boolean', default: false },
         nice: { type: 'string' },
@@ -118,6 +122,8 @@ export function parseFlags(argv) {
       idleConnections: positiveInt('idle', v.idle, { max: 50_000 }) ?? DEFAULT_PARAMS.idleConnections,
       fanoutMessages: positiveInt('fanout-messages', v['fanout-messages']) ?? DEFAULT_PARAMS.fanoutMessages,
       latencySeconds: positiveInt('latency-seconds', v['latency-seconds'], { max: 600 }) ?? DEFAULT_PARAMS.latencySeconds,
+      floodWindow: positiveInt('flood-window', v['flood-window'], { min: 0, max: 10_000 }) ?? DEFAULT_PARAMS.floodWindow,
+      floodIdle: positiveInt('flood-idle', v['flood-idle'], { min: 0, max: 50_000 }) ?? DEFAULT_PARAMS.floodIdle,
     },
   };
 }

@@ -1,7 +1,7 @@
 /**
  * The printed table and the notes under it.
  */
-import { DISTURBED_PCT } from './stats.mjs';
+import { DISTURBED_PCT, median } from './stats.mjs';
 
 const int = (n) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '—');
 const pct = (n) => (Number.isFinite(n) ? `${Math.round(n)}%` : '—');
@@ -47,7 +47,7 @@ function rowCells(r) {
   ];
 }
 
-function runNotes(summary, pinning, targets = []) {
+function runNotes(summary, pinning, targets = [], samples = []) {
   const notes = [];
   const label = (r) => `${r.scenario}/${r.target}`;
   const disturbed = summary.filter((r) => r.otherLoadPct.max >= DISTURBED_PCT);
@@ -84,7 +84,13 @@ function runNotes(summary, pinning, targets = []) {
   // the cost of an attack: p99 under the flood over the quiet p99 of the same target (target: ≤ 2)
   for (const f of summary.filter((r) => r.scenario === 'latency-flood' && r.value.n > 0)) {
     const q = summary.find((r) => r.scenario === 'latency' && r.target === f.target && r.value.n > 0);
-    if (q) notes.push(`${f.target}: p99 under the flood / quiet p99 = ${ratio(f.value.median / q.value.median)} (${f.value.median.toFixed(2)} / ${q.value.median.toFixed(2)} ms)`);
+    if (!q) continue;
+    // rep by rep as well: the quiet and flood measurements of one rep ran within a minute of each other
+    const reps = (name) => new Map(samples.filter((s) => s.scenario === name && s.target === f.target && !s.error).map((s) => [s.rep, s.value]));
+    const quiet = reps('latency');
+    const paired = [...reps('latency-flood')].filter(([rep]) => quiet.has(rep)).map(([rep, v]) => v / quiet.get(rep));
+    const range = paired.length > 1 ? `, paired ${ratio(Math.min(...paired))}–${ratio(Math.max(...paired))}, median ${ratio(median(paired))}` : '';
+    notes.push(`${f.target}: p99 under the flood / quiet p99 = ${ratio(f.value.median / q.value.median)} (${f.value.median.toFixed(2)} / ${q.value.median.toFixed(2)} ms${range})`);
   }
   for (const t of targets) {
     if (t.info?.included) notes.push(`${t.name} profile (tier ${t.tier}) sets: ${t.info.included.join(', ')}.`);
@@ -144,7 +150,7 @@ export function formatReport(result) {
   out.push("other     = most CPU % other processes took on the broker's or generator's CPU in any rep (/proc/stat).");
   for (const s of result.skippedTargets ?? []) out.push(`skipped   ${s.target}: ${s.reason}`);
 
-  const notes = runNotes(summary, pinning, result.targets);
+  const notes = runNotes(summary, pinning, result.targets, result.samples ?? []);
   if (notes.length > 0) {
     out.push('');
     out.push('notes:');

@@ -385,7 +385,6 @@ function prepareLatency({ flood }) {
         };
         tick();
       });
-    await run(1_000); // warm-up (untimed)
     let attacker;
     if (flood) {
       attacker = launch(ATTACKER, [], { name: 'attacker', nice: 19, idle: true });
@@ -393,6 +392,10 @@ function prepareLatency({ flood }) {
       await attacker.call('start', { conn: { ...conn, spreadSources: false }, params }, 30_000);
       await new Promise((r) => setTimeout(r, 2_000)); // the attack is under way before we measure
     }
+    // warm-up (untimed), right before the timed part in both scenarios: after an idle pause (the
+    // attacker's start above) the first milliseconds are slower, which alone moved the flood's p99
+    // 1.5× with an attacker that did nothing (--flood-window 0 --flood-idle 0)
+    await run(1_000);
     return {
       info: { tls: tlsInfo(pub) },
       async measure() {

@@ -1,4 +1,6 @@
 export { passwordAuth } from './passwords.js';
+export { KdfPool, KdfBusyError, kdfPool, MAX_QUEUED as KDF_MAX_QUEUED } from './kdf-pool.js';
+export type { ScryptParams } from './kdf-pool.js';
 export type { PasswordAuth, PasswordAuthOptions } from './passwords.js';
 export { certificateAuth, certificateIdentity } from './certificates.js';
 export type { CertificateAuthOptions, CertificateIdentity } from './certificates.js';

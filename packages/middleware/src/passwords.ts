@@ -12,6 +12,7 @@ import { hash as sha, randomBytes, timingSafeEqual } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
 import type { Accepted, AuthVerdict, BrokerContext, ClientInfo, Credentials, Middleware } from '@bastion/core';
 import { accept, deny } from '@bastion/core';
+import { KdfBusyError } from './kdf-pool.js';
 import { DEFAULT_COST, hashPassword, readUsersFile, verifyPassword } from './users-file.js';
 import type { UserRecord } from './users-file.js';
 
@@ -40,6 +41,7 @@ export interface PasswordAuth extends Middleware {
 
 const BAD = deny('bad-credentials', 'wrong username or password');
 const NO_PASSWORD = deny('bad-credentials', 'a password is required');
+const KDF_BUSY = deny('server-busy', 'too many password checks waiting');
 
 export function passwordAuth(opts: PasswordAuthOptions): PasswordAuth {
   let users = new Map<string, UserRecord>();
@@ -58,11 +60,16 @@ export function passwordAuth(opts: PasswordAuthOptions): PasswordAuth {
 
   /** The scrypt path: first login of a user with this password, a wrong password, an unknown user. */
   const verifySlow = async (user: UserRecord | undefined, password: Buffer): Promise<AuthVerdict> => {
-    if (!user) {
-      await verifyPassword(dummyHash, password); // same cost as a real check: no user enumeration by timing
-      return BAD;
+    try {
+      if (!user) {
+        await verifyPassword(dummyHash, password); // same cost as a real check: no user enumeration by timing
+        return BAD;
+      }
+      if (!(await verifyPassword(user.hash, password))) return BAD;
+    } catch (err) {
+      if (err instanceof KdfBusyError) return KDF_BUSY; // CONNACK "server unavailable": try again later
+      throw err;
     }
-    if (!(await verifyPassword(user.hash, password))) return BAD;
     // the table may have changed while scrypt ran: a new password (or removal) refuses; a reload of
     // the same file (new record objects, same hash) must not
     const now = users.get(user.username);

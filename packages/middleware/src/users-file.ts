@@ -7,6 +7,7 @@ import { randomBytes, scrypt as scryptCb, timingSafeEqual } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { BastionError } from '@bastion/core';
+import { kdfPool } from './kdf-pool.js';
 
 export interface UserRecord {
   readonly username: string;
@@ -55,11 +56,15 @@ export function parseHash(hash: string): ParsedHash | undefined {
   return { cost, salt: Buffer.from(m[4] as string, 'base64'), key: Buffer.from(m[5] as string, 'base64') };
 }
 
-/** Constant-time check of a password against a stored hash. */
+/**
+ * Constant-time check of a password against a stored hash, on the KDF pool's low-priority threads
+ * (kdf-pool.ts). Rejects with KdfBusyError when too many checks are already waiting.
+ */
 export async function verifyPassword(hash: string, password: Buffer | string): Promise<boolean> {
   const parsed = parseHash(hash);
   if (!parsed) return false;
-  const key = await scrypt(password, parsed.salt, parsed.cost);
+  const { ln, r, p } = parsed.cost;
+  const key = await kdfPool().derive(typeof password === 'string' ? Buffer.from(password) : password, parsed.salt, KEY_LEN, { N: 2 ** ln, r, p });
   return key.length === parsed.key.length && timingSafeEqual(key, parsed.key);
 }
 
