@@ -192,7 +192,8 @@ export class KdfPool {
   }
 }
 
-function scryptHere(password: Buffer, salt: Buffer, keyLength: number, params: ScryptParams): Promise<Buffer> {
+/** crypto.scrypt on libuv's pool, at the caller's priority (hashing a new password; the fallback). */
+export function scryptHere(password: Buffer, salt: Buffer, keyLength: number, params: ScryptParams): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     scrypt(password, salt, keyLength, { N: params.N, r: params.r, p: params.p, maxmem: 256 * params.N * params.r + 1024 * 1024 }, (err, key) =>
       err ? reject(err) : resolve(key),

@@ -3,11 +3,11 @@
  * Hashes are scrypt in PHC-like form: `$scrypt$ln=14,r=8,p=1$<salt b64>$<hash b64>`; the cost is
  * stored per hash so it can be raised without invalidating existing users.
  */
-import { randomBytes, scrypt as scryptCb, timingSafeEqual } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { BastionError } from '@bastion/core';
-import { kdfPool } from './kdf-pool.js';
+import { kdfPool, scryptHere } from './kdf-pool.js';
 
 export interface UserRecord {
   readonly username: string;
@@ -25,18 +25,9 @@ export interface ScryptCost {
 export const DEFAULT_COST: ScryptCost = { ln: 14, r: 8, p: 1 };
 const KEY_LEN = 32;
 
-function scrypt(password: Buffer | string, salt: Buffer, cost: ScryptCost): Promise<Buffer> {
-  const N = 2 ** cost.ln;
-  return new Promise((resolve, reject) => {
-    scryptCb(password, salt, KEY_LEN, { N, r: cost.r, p: cost.p, maxmem: 256 * N * cost.r + 1024 * 1024 }, (err, key) =>
-      err ? reject(err) : resolve(key),
-    );
-  });
-}
-
 export async function hashPassword(password: string | Buffer, cost: ScryptCost = DEFAULT_COST): Promise<string> {
   const salt = randomBytes(16);
-  const key = await scrypt(password, salt, cost);
+  const key = await scryptHere(typeof password === 'string' ? Buffer.from(password) : password, salt, KEY_LEN, { N: 2 ** cost.ln, r: cost.r, p: cost.p });
   return `$scrypt$ln=${cost.ln},r=${cost.r},p=${cost.p}$${salt.toString('base64')}$${key.toString('base64')}`;
 }
 
