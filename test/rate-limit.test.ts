@@ -246,6 +246,23 @@ describe('password guessing from one address', () => {
     expect(isRefusal(await tryConnectFrom(port, ATTACKER, { clientId: 'alice-from-attacker', username: 'alice', password: 'alice-pw' }))).toBe(true);
     clients.push(await connect(url, { clientId: 'alice', username: 'alice', password: 'alice-pw' }));
   });
+
+  it('checks in flight count against the budget: 20 guesses at once get 5 password checks, not 20', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'bastion-rl-auth-burst-'));
+    dirs.push(dir);
+    await writeUsersFile(path.join(dir, 'users.txt'), [{ username: 'alice', hash: await hashPassword('alice-pw'), groups: [] }]);
+    const { url, port, events } = await start({
+      authentication: { passwords: { file: path.join(dir, 'users.txt') } },
+      rateLimits: { connections: { perIp: false }, concurrent: { authPerIp: false }, authFailures: { perIp: { rate: 5, per: '60s' } } },
+    });
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => tryConnectFrom(port, ATTACKER, { clientId: `burst-${i}`, username: 'alice', password: `guess-${i}` })));
+    const codes = results.map((r) => (isRefusal(r) ? r.code : 0));
+    expect(codes.filter((c) => c === 4)).toHaveLength(5); // the budget's worth of password checks, each failed
+    expect(codes.filter((c) => c === 3)).toHaveLength(15); // refused before any check (CONNACK 3)
+    expect(events.filter((e) => e.type === 'auth.failed' && e.remoteAddress === ATTACKER)).toHaveLength(5);
+    expect(limited(events, 'authFailures.perIp')[0]).toMatchObject({ remoteAddress: ATTACKER, control: 'PR.SS-5' });
+    clients.push(await connect(url, { clientId: 'alice', username: 'alice', password: 'alice-pw' }));
+  });
 });
 
 describe('password checks in flight from one address', () => {

@@ -100,6 +100,7 @@ const DROP: Denial = Object.freeze({ denied: true as const, reason: 'rate-limite
 const REFUSE: Denial = Object.freeze({ denied: true as const, reason: 'rate-limited' as const, message: 'rate limit exceeded', silent: true });
 const REFUSE_CONNECTION: Denial = Object.freeze({ denied: true as const, reason: 'connection-rate-exceeded' as const, message: 'too many new connections', silent: true });
 const AUTH_BUSY: Denial = Object.freeze({ denied: true as const, reason: 'server-busy' as const, message: 'too many authentications in progress from this address', silent: true });
+const AUTH_BUDGET_BUSY: Denial = Object.freeze({ denied: true as const, reason: 'server-busy' as const, message: 'failed authentications and checks in flight from this address fill its budget', silent: true });
 const BANNED: Denial = Object.freeze({ denied: true as const, reason: 'banned' as const, message: 'the address is banned for exceeding rate limits' });
 /** For events of the in-flight authentication cap, which has no rate. */
 const AUTH_SPEC: RateSpec = Object.freeze({ rate: 0, per: 0, burst: 0, consequence: 'refuse' as const, strikes: 0, banFor: 0, maxDelay: 0 });
@@ -191,8 +192,13 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
    * TCP accept, before TLS, without asking the store again.
    */
   const blocked = new Map<string, { until: number; limit: LimitName; spec: RateSpec }>();
-  /** Authentications in progress per address (concurrent.authPerIp): address → { n, at }. */
+  /** Authentications in progress per address (concurrent.authPerIp, authFailures.perIp): address → { n, at }. */
   const authPending = new Map<string, { n: number; at: number }>();
+  /**
+   * This process's count of failed authentications per address in the current authFailures window
+   * (a mirror of what it adds to the store, readable synchronously at CONNECT): address → { start, n }.
+   */
+  const authFailed = new Map<string, { start: number; n: number }>();
   /** Strikes of addresses against connection budgets: address → { n, at }. */
   const addressStrikes = new Map<string, { n: number; at: number }>();
   /** Throttle of address-keyed events: `${limit}\0${ip}` → { at, suppressed }. */
@@ -369,19 +375,31 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
     const spec = s.authFailures.perIp;
     const ip = e.remoteAddress;
     if (e.type !== 'auth.failed' || limiter === undefined || spec === undefined || ip === undefined) return;
+    const now0 = Date.now();
+    const f = authFailed.get(ip);
+    if (f !== undefined && now0 - f.start < spec.per) f.n++;
+    else {
+      if (f === undefined && authFailed.size > 100_000) authFailed.clear();
+      authFailed.set(ip, { start: now0, n: 1 });
+    }
     limiter.consume(ip, 1).catch((err: unknown) => {
       if (!overBudget(err)) return ctx?.logger.warn({ err }, 'rate-limit store failed; an authentication failure was not counted');
-      const now = Date.now();
-      if (blocked.get(ip)?.limit === 'authFailures.perIp') return; // already refused
-      block(ip, now + err.msBeforeNext, 'authFailures.perIp', spec);
-      const conn = { remoteAddress: ip, listener: e.listener } as ConnectionInfo;
-      if (spec.consequence === 'ban') {
-        addressEvent(conn, 'authFailures.perIp', 'ban', spec, now, 1);
-        banAddress(ip, spec, 'authFailures.perIp');
-      } else {
-        addressEvent(conn, 'authFailures.perIp', 'refuse', spec, now, 0);
-      }
+      overAuthBudget(ip, e.listener, spec, Date.now() + err.msBeforeNext);
     });
+  };
+
+  /** An address over its failed-authentication budget until `until`: refused at accept (or banned), once. */
+  const overAuthBudget = (ip: string, listener: string | undefined, spec: RateSpec, until: number): void => {
+    if (blocked.get(ip)?.limit === 'authFailures.perIp') return; // already refused
+    const now = Date.now();
+    block(ip, until, 'authFailures.perIp', spec);
+    const conn = { remoteAddress: ip, listener } as ConnectionInfo;
+    if (spec.consequence === 'ban') {
+      addressEvent(conn, 'authFailures.perIp', 'ban', spec, now, 1);
+      banAddress(ip, spec, 'authFailures.perIp');
+    } else {
+      addressEvent(conn, 'authFailures.perIp', 'refuse', spec, now, 0);
+    }
   };
 
   const watchAuthFailures = () => {
@@ -502,15 +520,32 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
 
     onConnect(client: ClientInfo, packet: ConnectPacketInfo): Verdict {
       const cap = s.concurrent.authPerIp;
-      if (cap === undefined || packet.username === undefined) return undefined;
+      const failures = s.authFailures.perIp;
+      if ((cap === undefined && failures === undefined) || packet.username === undefined) return undefined;
       const ip = client.remoteAddress;
       const now = Date.now();
       let p = authPending.get(ip);
       // a CONNECT refused later in the chain never reports an outcome: counts older than 30 s lapse
       if (p !== undefined && now - p.at > 30_000) p.n = 0;
-      if (p !== undefined && p.n >= cap) {
+      if (cap !== undefined && p !== undefined && p.n >= cap) {
         addressEvent(client, 'concurrent.authPerIp', 'refuse', AUTH_SPEC, now, 0);
         return AUTH_BUSY;
+      }
+      if (failures !== undefined) {
+        // Checks in flight count against the failure budget: each may be one more failure, and a
+        // failure is only counted once its scrypt has run. Without this an address with N checks
+        // in flight got budget + N password checks per window.
+        const f = authFailed.get(ip);
+        const failed = f !== undefined && now - f.start < failures.per ? f.n : 0;
+        if (f !== undefined && failed >= failures.rate) {
+          // spent, and the address tries again: what its next failure would do, without the check
+          overAuthBudget(ip, client.listener, failures, f.start + failures.per);
+          return failures.consequence === 'ban' ? BANNED : REFUSE;
+        }
+        if (failed + (p?.n ?? 0) >= failures.rate) {
+          addressEvent(client, 'authFailures.perIp', 'refuse', failures, now, 0);
+          return AUTH_BUDGET_BUSY;
+        }
       }
       if (p === undefined) {
         if (authPending.size > 100_000) authPending.clear();

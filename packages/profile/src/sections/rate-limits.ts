@@ -126,7 +126,7 @@ const schema = z.strictObject({
     .describe('SUBSCRIBE budgets.'),
   authFailures: z
     .strictObject({
-      perIp: spec('count', ['refuse', 'ban'], 'failed authentications').optional().describe('Failed authentications from one remote address (password guessing). Beyond it the address is refused at TCP accept until the window ends (refuse), or banned for `banFor` at once (ban). Tier 1: 30 per 1m, tier 2: 20 per 1m, tier 3: 10 per 1m, tier 4: 5 per 1m then a 10m ban.'),
+      perIp: spec('count', ['refuse', 'ban'], 'failed authentications').optional().describe('Failed authentications from one remote address (password guessing). Password checks still running count against it: while failures plus checks in flight fill it, a CONNECT with a username is refused with CONNACK 3 before any check. Once the failures alone fill it, the address is refused at TCP accept until the window ends (refuse), or banned for `banFor` at once (ban). Tier 1: 30 per 1m, tier 2: 20 per 1m, tier 3: 10 per 1m, tier 4: 5 per 1m then a 10m ban.'),
     })
     .optional()
     .describe('Budgets of failed authentications, counted in the shared store.'),
