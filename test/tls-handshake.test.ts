@@ -5,10 +5,12 @@
  * project's PKI.
  */
 import { describe, it, expect, afterEach, beforeAll } from 'vitest';
+import { connect as tlsConnect } from 'node:tls';
 import mqtt from 'mqtt';
 import { pino } from 'pino';
 import { createCA, issueClientCert } from '@bastion/pki';
 import { createBroker, type Bastion, type SecurityEvent } from '@bastion/broker';
+import type { Bans } from '@bastion/middleware';
 import { tlsFailureReason } from '@bastion/core';
 import type { ProfileInput } from '@bastion/profile';
 import { connect, tryConnect, isRefusal, waitFor } from './support/mqtt.js';
@@ -85,6 +87,30 @@ describe('failed TLS handshakes', () => {
       expect(good.connected).toBe(true);
     });
   }
+
+  it('a banned address is refused at TCP accept: no TLS handshake, no certificate check; other addresses connect', async () => {
+    const { url, events } = await start();
+    const bans = broker!.controls.get<Bans>('bans')!;
+    bans.ban({ ip: '127.0.0.2' }, { duration: 60_000, reason: 'test' });
+    const device = pki.client('device-1');
+    const port = broker!.addresses()['tls']!.port;
+    // a raw TLS client from the banned address, with a valid certificate: the server never answers its hello
+    const outcome = await new Promise<string>((resolve) => {
+      const s = tlsConnect({ host: '127.0.0.1', port, localAddress: '127.0.0.2', servername: 'localhost', ...withCert(device) });
+      s.once('secureConnect', () => { s.destroy(); resolve('handshake completed'); });
+      s.once('error', () => resolve('closed before the handshake'));
+      s.once('close', () => resolve('closed before the handshake'));
+      setTimeout(() => { s.destroy(); resolve('held without a handshake'); }, 1500);
+    });
+    expect(outcome).not.toBe('handshake completed');
+    await waitFor(() => events.some((e) => e.type === 'connection.refused' && e.reason === 'banned' && e.remoteAddress === '127.0.0.2'), 3000, 'the refusal at accept');
+    const refusal = events.find((e) => e.type === 'connection.refused' && e.remoteAddress === '127.0.0.2')!;
+    expect(refusal).toMatchObject({ source: 'core', control: 'PR.SS-4', detail: { limit: 'banned' } });
+    expect(events.some((e) => e.remoteAddress === '127.0.0.2' && e.reason === 'certificate-rejected')).toBe(false);
+    const good = await connect(url('tls'), { clientId: 'device-1', ...withCert(device) });
+    clients.push(good);
+    expect(good.connected).toBe(true);
+  });
 
   it('tlsFailureReason: certificate codes and messages vs the rest', () => {
     expect(tlsFailureReason({ code: 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE', message: 'x' })).toBe('certificate-rejected');

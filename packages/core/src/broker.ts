@@ -289,7 +289,9 @@ export class BastionBroker extends EventEmitter {
    * Add a synchronous check run on every accepted TCP socket before anything else (no TLS handshake,
    * nothing read): it returns the name of the limit that refuses the address, or undefined. For what
    * a middleware already knows about an address (over its budget, banned) to cost nothing more than
-   * the accept. Returns a function that removes the check.
+   * the accept. A refused socket goes to the tarpit; the event (at most one per second per address
+   * and limit) is `rate.limited`, or `connection.refused` with reason `banned` when the check returns
+   * 'banned'. Returns a function that removes the check.
    */
   addAcceptCheck(check: AcceptCheck): () => void {
     this.#acceptChecks = [...this.#acceptChecks, check];
@@ -502,11 +504,20 @@ export class BastionBroker extends EventEmitter {
     for (const check of this.#acceptChecks) {
       const limit = check(ip, listener);
       if (limit !== undefined) {
-        this.#limitEvent('rate.limited', 'PR.SS-5', limit, ip, { remoteAddress: ip, listener }, {
-          reason: 'connection-rate-exceeded',
-          message: `connection refused at accept: ${limit}`,
-          detail: { consequence: 'refuse' },
-        });
+        // 'banned' is a ban (bans, or a rate limit's ban), not a budget: reported as the refusal it is
+        if (limit === 'banned') {
+          this.#limitEvent('connection.refused', 'PR.SS-4', limit, ip, { remoteAddress: ip, listener }, {
+            reason: 'banned',
+            message: 'connection refused at accept: the address is banned',
+            detail: { consequence: 'refuse' },
+          });
+        } else {
+          this.#limitEvent('rate.limited', 'PR.SS-5', limit, ip, { remoteAddress: ip, listener }, {
+            reason: 'connection-rate-exceeded',
+            message: `connection refused at accept: ${limit}`,
+            detail: { consequence: 'refuse' },
+          });
+        }
         this.#closeRefused(socket, ip);
         return false;
       }

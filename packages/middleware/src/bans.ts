@@ -4,7 +4,8 @@
  * A ban names an IP address or CIDR range, a client id, a username, or several of these (then all
  * must match: "this username from that network"). Banning closes the party's live connections
  * (reason `kicked`) and refuses new ones at the earliest stage that knows every field of the ban:
- * address-only bans in `onConnection` (before CONNECT is read), bans naming a client id or a username
+ * address-only bans at TCP accept once the broker binds `bannedAddress` to its accept check (before
+ * any TLS handshake) and in `onConnection` (before CONNECT is read), bans naming a client id or a username
  * in `onConnect` (the username the client claims at CONNECT: a banned name is refused whatever
  * password comes with it). Every ban is checked again once the session is up (`onConnected`): that catches a
  * username given by a certificate, and a client that was mid-CONNECT when the ban was added.
@@ -68,6 +69,11 @@ export interface Bans extends Middleware {
   list(): Ban[];
   /** The ban in force for a party with these attributes, if any. */
   check(party: { ip?: string; clientId?: string; username?: string }): Ban | undefined;
+  /**
+   * Whether an address-only ban covers `ip` now: for the core's check at TCP accept (`addAcceptCheck`),
+   * so a banned address is refused before its TLS handshake. Synchronous, no allocation when none applies.
+   */
+  bannedAddress(ip: string): boolean;
   readonly size: number;
 }
 
@@ -325,6 +331,12 @@ export function bans(opts: BansOptions = {}): Bans {
         (clientId !== undefined ? firstLive(byClientId.get(clientId), addr, clientId, username) : undefined) ??
         (username !== undefined ? firstLive(byUsername.get(username), addr, clientId, username) : undefined);
       return e ? { ...e.ban } : undefined;
+    },
+
+    bannedAddress(ip) {
+      if (addressOnly.empty) return false;
+      const addr = parseAddress(ip);
+      return addr !== undefined && firstLive(addressOnly.lookup(addr), addr, undefined, undefined) !== undefined;
     },
 
     close() {

@@ -4,11 +4,27 @@ import type { ControlFactory } from '../controls.js';
 /** PR.SS-4 / RS.RP-3: static access lists and bans — gates before CONNECT is read. Bans are always on (responses and the admin API use them). */
 export const gates: ControlFactory = ({ profile }) => {
   const lists = profile.accessLists;
+  const banList = bans({ maxBans: profile.bans.maxBans, bans: profile.bans.initial });
+  let removeAcceptCheck: (() => void) | undefined;
   return {
     phase: 'gate',
-    middleware: [
-      ...(lists ? [accessList({ addresses: lists.addresses, clientIds: lists.clientIds })] : []),
-      bans({ maxBans: profile.bans.maxBans, bans: profile.bans.initial }),
+    middleware: [...(lists ? [accessList({ addresses: lists.addresses, clientIds: lists.clientIds })] : []), banList],
+    services: [
+      {
+        // a banned address is refused at TCP accept (held in the tarpit, no TLS handshake): a banned
+        // flooder that reconnects at once would otherwise cost a handshake per attempt
+        name: 'bans-at-accept',
+        controls: ['PR.SS-4'],
+        start(broker) {
+          removeAcceptCheck?.();
+          removeAcceptCheck = broker.addAcceptCheck((ip) => (banList.bannedAddress(ip) ? 'banned' : undefined));
+        },
+        stop() {
+          removeAcceptCheck?.();
+          removeAcceptCheck = undefined;
+        },
+        reconfigure() {}, // the ban list is live: nothing to change here
+      },
     ],
   };
 };

@@ -102,6 +102,8 @@ const REFUSE_CONNECTION: Denial = Object.freeze({ denied: true as const, reason:
 const AUTH_BUSY: Denial = Object.freeze({ denied: true as const, reason: 'server-busy' as const, message: 'too many authentications in progress from this address', silent: true });
 const AUTH_BUDGET_BUSY: Denial = Object.freeze({ denied: true as const, reason: 'server-busy' as const, message: 'failed authentications and checks in flight from this address fill its budget', silent: true });
 const BANNED: Denial = Object.freeze({ denied: true as const, reason: 'banned' as const, message: 'the address is banned for exceeding rate limits' });
+/** Longest an address whose password checks fill its cap or budget is refused at accept (see busyAtAccept). */
+const AUTH_BUSY_HOLD = 1_000;
 /** For events of the in-flight authentication cap, which has no rate. */
 const AUTH_SPEC: RateSpec = Object.freeze({ rate: 0, per: 0, burst: 0, consequence: 'refuse' as const, strikes: 0, banFor: 0, maxDelay: 0 });
 const NO_BUDGET: PublishBudget = Object.freeze({ messages: undefined, bytes: undefined });
@@ -365,11 +367,22 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
     return b.limit;
   };
 
+  /**
+   * An address whose password checks fill its cap or budget: its next sockets are refused at accept
+   * (tarpit, no TLS handshake) until one of its checks ends, AUTH_BUSY_HOLD at most. A guesser refused
+   * with CONNACK 3 reconnects at once; over mTLS each attempt would cost a full handshake.
+   */
+  const busyAtAccept = (ip: string, now: number): void => {
+    if (!blocked.has(ip)) block(ip, now + AUTH_BUSY_HOLD, 'concurrent.authPerIp', AUTH_SPEC);
+  };
+
   /** Failed authentications per address, from the security event bus. */
   const onAuthFailed = (e: { type: string; remoteAddress?: string | undefined; listener?: string | undefined }) => {
     if ((e.type === 'auth.failed' || e.type === 'auth.succeeded') && e.remoteAddress !== undefined && authPending.size > 0) {
       const p = authPending.get(e.remoteAddress);
       if (p !== undefined && --p.n <= 0) authPending.delete(e.remoteAddress);
+      // a check ended: the address may be heard again (a busy hold, not a budget's refusal)
+      if (p !== undefined && blocked.get(e.remoteAddress)?.spec === AUTH_SPEC) blocked.delete(e.remoteAddress);
     }
     const limiter = shared.authFailures;
     const spec = s.authFailures.perIp;
@@ -529,6 +542,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
       if (p !== undefined && now - p.at > 30_000) p.n = 0;
       if (cap !== undefined && p !== undefined && p.n >= cap) {
         addressEvent(client, 'concurrent.authPerIp', 'refuse', AUTH_SPEC, now, 0);
+        busyAtAccept(ip, now);
         return AUTH_BUSY;
       }
       if (failures !== undefined) {
@@ -544,6 +558,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
         }
         if (failed + (p?.n ?? 0) >= failures.rate) {
           addressEvent(client, 'authFailures.perIp', 'refuse', failures, now, 0);
+          busyAtAccept(ip, now);
           return AUTH_BUDGET_BUSY;
         }
       }
