@@ -292,7 +292,8 @@ describe('mqtt listener behind a load balancer', () => {
     expect(refusals).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ source: 'access-list', remoteAddress: '192.0.2.66' }),
-        expect.objectContaining({ source: 'bans', reason: 'banned', remoteAddress: '192.0.2.77' }),
+        // an address ban is checked at accept, on the address the PROXY header gave
+        expect.objectContaining({ source: 'core', reason: 'banned', remoteAddress: '192.0.2.77', detail: expect.objectContaining({ limit: 'banned' }) }),
       ]),
     );
     expect(events.some((e) => e.type === 'client.connected' && e.clientId === 'behind-lb' && e.remoteAddress === '192.0.2.10')).toBe(true);
