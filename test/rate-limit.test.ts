@@ -223,15 +223,17 @@ describe('connection flood from one address', () => {
   });
 });
 
+/** A broker with one password user, alice, and these rate limits. */
+async function startWithAlice(rateLimits: NonNullable<ProfileInput['rateLimits']>) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bastion-rl-auth-'));
+  dirs.push(dir);
+  await writeUsersFile(path.join(dir, 'users.txt'), [{ username: 'alice', hash: await hashPassword('alice-pw'), groups: [] }]);
+  return start({ authentication: { passwords: { file: path.join(dir, 'users.txt') } }, rateLimits });
+}
+
 describe('password guessing from one address', () => {
   it('refuses the address at accept once its failed authentications exceed the budget; the real user logs in', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'bastion-rl-auth-'));
-    dirs.push(dir);
-    await writeUsersFile(path.join(dir, 'users.txt'), [{ username: 'alice', hash: await hashPassword('alice-pw'), groups: [] }]);
-    const { url, port, events } = await start({
-      authentication: { passwords: { file: path.join(dir, 'users.txt') } },
-      rateLimits: { connections: { perIp: false }, authFailures: { perIp: { rate: 5, per: '60s' } } },
-    });
+    const { url, port, events } = await startWithAlice({ connections: { perIp: false }, authFailures: { perIp: { rate: 5, per: '60s' } } });
     const codes: Array<number | undefined> = [];
     for (let i = 0; i < 15; i++) {
       const r = await tryConnectFrom(port, ATTACKER, { clientId: `guess-${i}`, username: 'alice', password: `guess-${i}` });
@@ -249,13 +251,7 @@ describe('password guessing from one address', () => {
   });
 
   it('checks in flight count against the budget: 20 guesses at once get 5 password checks, not 20', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'bastion-rl-auth-burst-'));
-    dirs.push(dir);
-    await writeUsersFile(path.join(dir, 'users.txt'), [{ username: 'alice', hash: await hashPassword('alice-pw'), groups: [] }]);
-    const { url, port, events } = await start({
-      authentication: { passwords: { file: path.join(dir, 'users.txt') } },
-      rateLimits: { connections: { perIp: false }, concurrent: { authPerIp: false }, authFailures: { perIp: { rate: 5, per: '60s' } } },
-    });
+    const { url, port, events } = await startWithAlice({ connections: { perIp: false }, concurrent: { authPerIp: false }, authFailures: { perIp: { rate: 5, per: '60s' } } });
     const results = await Promise.all(Array.from({ length: 20 }, (_, i) => tryConnectFrom(port, ATTACKER, { clientId: `burst-${i}`, username: 'alice', password: `guess-${i}` })));
     const codes = results.map((r) => (isRefusal(r) ? r.code : 0));
     expect(codes.filter((c) => c === 4)).toHaveLength(5); // the budget's worth of password checks, each failed
@@ -270,13 +266,7 @@ describe('password guessing from one address', () => {
 
 describe('password checks in flight from one address', () => {
   it('refuses CONNECTs beyond the cap at once (CONNACK 3), so a guesser cannot queue up scrypt work; others log in', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'bastion-rl-pending-'));
-    dirs.push(dir);
-    await writeUsersFile(path.join(dir, 'users.txt'), [{ username: 'alice', hash: await hashPassword('alice-pw'), groups: [] }]);
-    const { url, port, events } = await start({
-      authentication: { passwords: { file: path.join(dir, 'users.txt') } },
-      rateLimits: { connections: { perIp: false }, concurrent: { authPerIp: 2 } },
-    });
+    const { url, port, events } = await startWithAlice({ connections: { perIp: false }, concurrent: { authPerIp: 2 } });
     const results = await Promise.all(Array.from({ length: 20 }, (_, i) => tryConnectFrom(port, ATTACKER, { clientId: `burst-${i}`, username: 'alice', password: `guess-${i}` })));
     const codes = results.map((r) => (isRefusal(r) ? r.code : 0));
     expect(codes.filter((c) => c === 3).length).toBeGreaterThan(0); // refused before the password check

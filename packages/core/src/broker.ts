@@ -287,11 +287,11 @@ export class BastionBroker extends EventEmitter {
 
   /**
    * Add a synchronous check run on every accepted TCP socket before anything else (no TLS handshake,
-   * nothing read): it returns the name of the limit that refuses the address, or undefined. For what
-   * a middleware already knows about an address (over its budget, banned) to cost nothing more than
-   * the accept. A refused socket goes to the tarpit; the event (at most one per second per address
-   * and limit) is `rate.limited`, or `connection.refused` with reason `banned` when the check returns
-   * 'banned'. Returns a function that removes the check.
+   * nothing read): it returns the name of the budget the address is over (a `rate.limited` event), a
+   * refusal by rule such as BANNED_AT_ACCEPT (a `connection.refused` event with its reason), or
+   * undefined. For what a middleware already knows about an address to cost nothing more than the
+   * accept. A refused socket goes to the tarpit; at most one event per second per address and limit.
+   * Returns a function that removes the check.
    */
   addAcceptCheck(check: AcceptCheck): () => void {
     this.#acceptChecks = [...this.#acceptChecks, check];
@@ -502,21 +502,16 @@ export class BastionBroker extends EventEmitter {
     // behind a trusted proxy: the client's address from the PROXY header
     const ip = remoteAddress ?? normalizeAddress(socket.remoteAddress);
     for (const check of this.#acceptChecks) {
-      const limit = check(ip, listener);
-      if (limit !== undefined) {
-        // 'banned' is a ban (bans, or a rate limit's ban), not a budget: reported as the refusal it is
-        if (limit === 'banned') {
-          this.#limitEvent('connection.refused', 'PR.SS-4', limit, ip, { remoteAddress: ip, listener }, {
-            reason: 'banned',
-            message: 'connection refused at accept: the address is banned',
+      const hit = check(ip, listener);
+      if (hit !== undefined) {
+        if (typeof hit === 'string') {
+          this.#limitEvent('rate.limited', 'PR.SS-5', hit, ip, { remoteAddress: ip, listener }, {
+            reason: 'connection-rate-exceeded',
+            message: `connection refused at accept: ${hit}`,
             detail: { consequence: 'refuse' },
           });
         } else {
-          this.#limitEvent('rate.limited', 'PR.SS-5', limit, ip, { remoteAddress: ip, listener }, {
-            reason: 'connection-rate-exceeded',
-            message: `connection refused at accept: ${limit}`,
-            detail: { consequence: 'refuse' },
-          });
+          this.#limitEvent('connection.refused', hit.control, hit.limit, ip, { remoteAddress: ip, listener }, { reason: hit.reason, message: hit.message, detail: { consequence: 'refuse' } });
         }
         this.#closeRefused(socket, ip);
         return false;

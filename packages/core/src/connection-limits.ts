@@ -4,6 +4,7 @@
  * released when it closes — per remote address, per listener and in total — and the outbound
  * backlog of a client that does not read (slow consumer). All of them can change while running.
  */
+import type { DenyReason } from './reasons.js';
 
 export interface ConnectionLimits {
   /** Open connections from one remote address; 0 or undefined = no cap. */
@@ -43,8 +44,27 @@ export interface ConnectionLimits {
   maxInflightInbound?: number | undefined;
 }
 
-/** A synchronous check of a new TCP connection's remote address: the refusing limit's name, or undefined. */
-export type AcceptCheck = (remoteAddress: string, listener: string) => string | undefined;
+/**
+ * A refusal by rule at TCP accept (a ban), not by a budget: reported as `connection.refused` with
+ * its reason, where a budget's name (a string) is reported as `rate.limited`.
+ */
+export interface AcceptRefusal {
+  /** The event's `detail.limit`, and the key of its one-per-second throttle. */
+  readonly limit: string;
+  readonly reason: DenyReason;
+  /** CSF subcategory of the event. */
+  readonly control: string;
+  readonly message: string;
+}
+
+/** A banned address refused at accept (the bans control, or a rate limit's own ban). */
+export const BANNED_AT_ACCEPT: AcceptRefusal = Object.freeze({ limit: 'banned', reason: 'banned' as const, control: 'PR.SS-4', message: 'connection refused at accept: the address is banned' });
+
+/**
+ * A synchronous check of a new TCP connection's remote address: the name of the budget it is over,
+ * a refusal by rule, or undefined (admitted).
+ */
+export type AcceptCheck = (remoteAddress: string, listener: string) => string | AcceptRefusal | undefined;
 
 export type ConnectionLimitName = 'concurrent.perIp' | 'concurrent.perListener' | 'concurrent.total';
 

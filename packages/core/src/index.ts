@@ -22,4 +22,5 @@ export type { ProxyEndpoint, ProxyExpectation, ProxyHeader, ProxyParse, ProxyPro
 export { normalizeSerial, toClientCertificate } from './certificate.js';
 export { chainOf, runVerdictChain } from './compose.js';
 export { setKeepalive, hasSubscription } from './client.js';
-export type { AcceptCheck, ConnectionLimits, ConnectionLimitName } from './connection-limits.js';
+export type { AcceptCheck, AcceptRefusal, ConnectionLimits, ConnectionLimitName } from './connection-limits.js';
+export { BANNED_AT_ACCEPT } from './connection-limits.js';

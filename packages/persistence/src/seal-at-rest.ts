@@ -35,6 +35,11 @@ const TAG_AT = 1; // 4 bytes: this instance's tag, so a stray buffer starting wi
 const REFS_AT = 5; // 4 bytes: queues still holding the record
 const SEQ_AT = 9; // 8 bytes: its sequence number in the timer's list
 
+/** The plaintext inside a held buffer: where the envelope's ciphertext will be (a view). */
+function heldPlaintext(buf: Buffer): Buffer {
+  return buf.subarray(HEADER_BYTES, buf.length - (OVERHEAD - HEADER_BYTES));
+}
+
 export class SealAtRest {
   readonly after: number;
   readonly #cipher: PacketCipher;
@@ -98,7 +103,7 @@ export class SealAtRest {
 
   /** A copy of the plaintext of a record still waiting for its seal, or undefined (sealed, or not one of ours). */
   plaintext(buf: unknown): Buffer | undefined {
-    return this.#isOurs(buf, HELD) ? Buffer.from(buf.subarray(HEADER_BYTES, buf.length - (OVERHEAD - HEADER_BYTES))) : undefined;
+    return this.#isOurs(buf, HELD) ? Buffer.from(heldPlaintext(buf)) : undefined;
   }
 
   /** A queue no longer holds the record stored with `buf` (acknowledged, or replaced). */
@@ -156,8 +161,7 @@ export class SealAtRest {
       const buf = bufs[i];
       if (buf === null || buf === undefined) continue; // released before it needed a seal
       bufs[i] = null;
-      const plain = buf.subarray(HEADER_BYTES, buf.length - (OVERHEAD - HEADER_BYTES));
-      const envelope = this.#cipher.sealer.seal(plain, { kind: 'O', clientId: undefined, topic: this.#topics[i] as string });
+      const envelope = this.#cipher.sealer.seal(heldPlaintext(buf), { kind: 'O', clientId: undefined, topic: this.#topics[i] as string });
       envelope.copy(buf, 0); // same length: the plaintext is overwritten by its envelope
       this.#held--;
       this.sealed++;

@@ -1,4 +1,5 @@
 import { accessList, acl, bans } from '@bastion/middleware';
+import { BANNED_AT_ACCEPT } from '@bastion/core';
 import type { ControlFactory } from '../controls.js';
 
 /** PR.SS-4 / RS.RP-3: static access lists and bans — gates before CONNECT is read. Bans are always on (responses and the admin API use them). */
@@ -17,7 +18,7 @@ export const gates: ControlFactory = ({ profile }) => {
         controls: ['PR.SS-4'],
         start(broker) {
           removeAcceptCheck?.();
-          removeAcceptCheck = broker.addAcceptCheck((ip) => (banList.bannedAddress(ip) ? 'banned' : undefined));
+          removeAcceptCheck = broker.addAcceptCheck((ip) => (banList.bannedAddress(ip) ? BANNED_AT_ACCEPT : undefined));
         },
         stop() {
           removeAcceptCheck?.();

@@ -29,6 +29,7 @@ import type {
   Subscription,
   Verdict,
 } from '@bastion/core';
+import { BANNED_AT_ACCEPT } from '@bastion/core';
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import { KeyedBuckets, clock, newBuckets, take, touchClock, waitFor } from './bucket.js';
 import type { Buckets } from './bucket.js';
@@ -354,7 +355,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
     const now = Date.now();
     const banned = ownBans.get(ip);
     if (banned !== undefined) {
-      if (banned > now) return 'banned';
+      if (banned > now) return BANNED_AT_ACCEPT;
       ownBans.delete(ip);
     }
     const b = blocked.get(ip);
@@ -576,7 +577,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
       if (ownBans.size > 0 || blocked.size > 0) {
         // normally refused at accept already (bindCore); this is for a core without the hook
         const hit = acceptCheck(conn.remoteAddress, conn.listener);
-        if (hit === 'banned') return BANNED;
+        if (hit === BANNED_AT_ACCEPT) return BANNED;
         if (hit !== undefined) return REFUSE_CONNECTION;
       }
       const checks = shared.connections;
