@@ -38,6 +38,8 @@ options:
                    jobs on a shared machine disturb fewer measurements; 0 = unchanged)
   --json           print only the JSON result (still written to bench/results/)
   --report FILE    print the table of an earlier run's JSON file again, measuring nothing
+  --cpu-prof DIR   write a V8 CPU profile of each broker process into DIR
+                   (<scenario>-<target>-rep<N>-<ms>.cpuprofile; Node targets only)
   -h, --help       this text
 
 Run the build first (npm run bench at the repository root does setup, build and this).`;
@@ -94,6 +96,7 @@ export function parseFlags(argv) {
         nice: { type: 'string' },
         json: { type: 'boolean', default: false },
         report: { type: 'string' },
+        'cpu-prof': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -105,6 +108,7 @@ export function parseFlags(argv) {
     help: v.help,
     json: v.json,
     report: v.report,
+    cpuProf: v['cpu-prof'],
     pin: !v['no-pin'],
     nice: v.nice === undefined ? (process.getuid?.() === 0 ? -10 : 0) : niceValue(v.nice),
     reps: positiveInt('reps', v.reps) ?? 3,

@@ -66,11 +66,20 @@ export interface CoreBrokerOptions {
   publishDenied?: 'drop' | 'disconnect';
   /** Caps on open connections (per address, per listener, total) and the slow-consumer backlog; see setConnectionLimits(). */
   connectionLimits?: ConnectionLimits;
-  /** Extra Aedes options (id, heartbeatInterval, concurrency …); hooks are Bastion's. */
-  aedes?: Omit<AedesOptions, 'preConnect' | 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward' | 'persistence' | 'mq'>;
+  /**
+   * Extra Aedes options (id, heartbeatInterval, concurrency …); hooks are Bastion's.
+   * `sysClientEvents` (Bastion's Aedes patch): publish `$SYS/<id>/new/clients` and
+   * `…/disconnect/clients` per client. Default: only with an `mq` (a cluster's nodes hear of
+   * take-overs through them) or `sysSubscribers`; set true to watch them in-process.
+   */
+  aedes?: Omit<AedesOptions, 'preConnect' | 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward' | 'persistence' | 'mq'> & { sysClientEvents?: boolean };
 }
 
 const kLive = Symbol('bastion.client');
+const kGateIp = Symbol('bastion.gate.ip');
+const kGateListener = Symbol('bastion.gate.listener');
+/** A socket admitted at accept: what its 'close' must release. */
+type GatedSocket = Socket & { [kGateIp]: string; [kGateListener]: string };
 
 type WiredClient = AedesClient & {
   [kLive]?: LiveClient;
@@ -197,6 +206,8 @@ export class BastionBroker extends EventEmitter {
     this.#state = 'listening';
     for (const mw of this.#middleware) await mw.setup?.(this.context);
     const aedes = await Aedes.createBroker({
+      // nobody could hear them: no other node, no client allowed on $SYS (a publish per CONNECT saved)
+      sysClientEvents: this.options.mq !== undefined || (this.options.sysSubscribers?.length ?? 0) > 0,
       ...this.options.aedes,
       connectTimeout: this.options.connectTimeout ?? 10_000,
       persistence: this.options.persistence,
@@ -445,10 +456,10 @@ export class BastionBroker extends EventEmitter {
     extra?: Partial<SecurityEvent>,
   ): void {
     // Connection lifecycle events log at debug: an info line per CONNECT cost more than the CONNECT
-    // itself on a fleet reconnect (the audit log records them when it is on). Nobody listening and
-    // the level off: the event is not even built.
+    // itself on a fleet reconnect (the audit log records them when it is on). Nobody wanting this
+    // type and the level off: the event is not even built.
     const level = LEVEL_OF[type] ?? (type.endsWith('.denied') || type.endsWith('.refused') ? 'warn' : 'info');
-    if (!this.events.listening && this.listenerCount('security') === 0 && !this.logger.isLevelEnabled(level)) return;
+    if (!this.events.wants(type) && this.listenerCount('security') === 0 && !this.logger.isLevelEnabled(level)) return;
     const event: SecurityEvent = {
       type,
       time: Date.now(),
@@ -482,7 +493,7 @@ export class BastionBroker extends EventEmitter {
 
   /** A limit event, at most one per second per limit and key; the count held back in between goes with the next. */
   #limitEvent(type: string, control: string, limit: string, key: string, who: Partial<ClientInfo>, extra: Partial<SecurityEvent>): void {
-    if (!this.events.listening) return;
+    if (!this.events.wants(type) && this.listenerCount('security') === 0) return;
     const id = `${limit}\u0000${key}`;
     const now = Date.now();
     const last = this.#limitEvents.get(id);
@@ -520,10 +531,12 @@ export class BastionBroker extends EventEmitter {
     const hit: ConnectionLimitName | undefined = this.#connections.admit(ip, listener);
     if (hit === undefined) {
       this.#open.add(socket);
-      socket.once('close', () => {
-        this.#open.delete(socket);
-        this.#connections.release(ip, listener);
-      });
+      // one shared handler, the address and listener on the socket: no closure and no once()
+      // wrapper per connection ('close' is emitted once)
+      const gated = socket as GatedSocket;
+      gated[kGateIp] = ip;
+      gated[kGateListener] = listener;
+      socket.on('close', this.#ungate);
       return true;
     }
     this.#limitEvent('rate.limited', 'PR.SS-5', hit, hit === 'concurrent.perIp' ? ip : hit === 'concurrent.perListener' ? listener : '', { remoteAddress: ip, listener }, {
@@ -534,6 +547,13 @@ export class BastionBroker extends EventEmitter {
     this.#closeRefused(socket, ip);
     return false;
   };
+
+  /** The 'close' listener of every admitted socket (called with the socket as `this`). */
+  readonly #ungate = ((broker: BastionBroker) =>
+    function ungate(this: GatedSocket): void {
+      broker.#open.delete(this);
+      broker.#connections.release(this[kGateIp], this[kGateListener]);
+    })(this);
 
   /** Close a socket refused at accept: at once, or after holding it unread (holdRefused, escalating per address). */
   #closeRefused(socket: Socket, ip: string): void {
@@ -850,7 +870,7 @@ export class BastionBroker extends EventEmitter {
         this.logger.error({ err, middleware: owner?.name }, 'authorizeForward failed; delivery withheld');
       }
       if (ok === false) {
-        if (this.events.listening) {
+        if (this.events.wants('forward.denied')) {
           const owner = this.#chains.forwardOwners[i];
           this.#emit('forward.denied', owner?.controls[0] ?? 'PR.AC-5', owner?.name ?? CORE, live, { topic: packet.topic, reason: 'not-authorized' });
         }

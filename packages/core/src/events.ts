@@ -2,7 +2,6 @@
  * The security event bus. Every stage that decides something says so here, with the CSF control
  * that decided, who it was about and why. Detectors, the audit log and metrics subscribe to it.
  */
-import { EventEmitter } from 'node:events';
 import type { DenyReason } from './reasons.js';
 import type { DisconnectReason } from './contract.js';
 
@@ -40,49 +39,95 @@ export interface SecurityEvent {
 
 type Listener = (event: SecurityEvent) => void;
 
+export interface ListenOptions {
+  /**
+   * Only these event types reach the listener (default: every type). A producer asks
+   * `wants(type)` before it builds an event, so a listener that names its types keeps the events
+   * it does not read off the hot path: per CONNECT, `auth.succeeded` and `client.connected`.
+   */
+  readonly types?: readonly SecurityEventType[];
+}
+
+interface Entry {
+  readonly listener: Listener;
+  readonly types: ReadonlySet<string> | undefined;
+}
+
 /**
- * A small typed emitter. `emit` is synchronous; a listener that throws is isolated and reported on
- * the 'error' channel so one faulty subscriber cannot stop the others or the broker.
+ * A small typed emitter. `emit` is synchronous and calls listeners in the order they subscribed; a
+ * listener that throws is isolated and reported through `onListenerError`, so one faulty subscriber
+ * cannot stop the others or the broker.
  */
 export class SecurityEventBus {
-  readonly #emitter = new EventEmitter();
-  #count = 0;
+  /** Replaced, never mutated, on subscribe and unsubscribe: `emit` iterates without copying. */
+  #entries: readonly Entry[] = [];
+  /** Listeners for every type. */
+  #all = 0;
+  /** Per type, the listeners that named it. */
+  readonly #typed = new Map<string, number>();
+  readonly #errorListeners: Array<(err: unknown, event: SecurityEvent) => void> = [];
 
-  constructor() {
-    this.#emitter.setMaxListeners(0);
-  }
-
-  /** How many listeners there are; lets producers skip building events nobody reads. */
+  /** Whether anyone listens at all. */
   get listening(): boolean {
-    return this.#count > 0;
+    return this.#entries.length > 0;
   }
 
-  on(listener: Listener): () => void {
-    this.#emitter.on('event', listener);
-    this.#count++;
-    return () => this.off(listener);
+  /** Whether an event of this type would reach a listener: producers skip building it otherwise. */
+  wants(type: SecurityEventType): boolean {
+    return this.#all > 0 || this.#typed.has(type);
   }
 
+  on(listener: Listener, opts?: ListenOptions): () => void {
+    const entry: Entry = { listener, types: opts?.types === undefined ? undefined : new Set(opts.types) };
+    this.#entries = [...this.#entries, entry];
+    this.#count(entry, 1);
+    let subscribed = true;
+    return () => {
+      if (!subscribed) return;
+      subscribed = false;
+      this.#remove(entry);
+    };
+  }
+
+  /** Removes every subscription of this listener. */
   off(listener: Listener): void {
-    if (this.#emitter.listeners('event').includes(listener)) {
-      this.#emitter.off('event', listener);
-      this.#count--;
-    }
+    for (const e of this.#entries) if (e.listener === listener) this.#remove(e);
   }
 
   /** Errors thrown by listeners. */
   onListenerError(fn: (err: unknown, event: SecurityEvent) => void): void {
-    this.#emitter.on('listener-error', fn);
+    this.#errorListeners.push(fn);
   }
 
   emit(event: SecurityEvent): void {
-    if (this.#count === 0) return;
-    for (const l of this.#emitter.listeners('event') as Listener[]) {
+    const entries = this.#entries;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i] as Entry;
+      if (e.types !== undefined && !e.types.has(event.type)) continue;
       try {
-        l(event);
+        e.listener(event);
       } catch (err) {
-        this.#emitter.emit('listener-error', err, event);
+        for (const fn of this.#errorListeners) fn(err, event);
       }
+    }
+  }
+
+  #remove(entry: Entry): void {
+    const i = this.#entries.indexOf(entry);
+    if (i < 0) return;
+    this.#entries = [...this.#entries.slice(0, i), ...this.#entries.slice(i + 1)];
+    this.#count(entry, -1);
+  }
+
+  #count(entry: Entry, by: 1 | -1): void {
+    if (entry.types === undefined) {
+      this.#all += by;
+      return;
+    }
+    for (const t of entry.types) {
+      const n = (this.#typed.get(t) ?? 0) + by;
+      if (n > 0) this.#typed.set(t, n);
+      else this.#typed.delete(t);
     }
   }
 }

@@ -2,7 +2,7 @@ export * from './contract.js';
 export * from './errors.js';
 export * from './reasons.js';
 export { SecurityEventBus } from './events.js';
-export type { SecurityEvent, SecurityEventType } from './events.js';
+export type { ListenOptions, SecurityEvent, SecurityEventType } from './events.js';
 export { BastionBroker, createCoreBroker } from './broker.js';
 export type { CoreBrokerOptions } from './broker.js';
 export { DEFAULT_CIPHERS, secureContextOptions } from './listeners.js';

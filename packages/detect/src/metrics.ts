@@ -138,7 +138,7 @@ export function metrics(opts: MetricsOptions = {}): Metrics {
 
     setup(context) {
       ctx = context;
-      unsubscribe = context.events.on(onEvent);
+      unsubscribe = context.events.on(onEvent, { types: ['client.connected', 'client.disconnected', ...DENIALS, 'detection.raised', 'response.action', 'ban.added'] });
     },
 
     // Hot path: two integer additions, nothing else.

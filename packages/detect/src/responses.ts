@@ -478,11 +478,13 @@ export function responses(initial: ResponsesOptions = {}): Responses {
       unsubscribe = undefined;
       return;
     }
-    unsubscribe ??= ctx.events.on((e) => {
-      if (e.type !== DETECTION_RAISED) return;
-      const d = detectionFromEvent(e);
-      if (d) respond(d);
-    });
+    unsubscribe ??= ctx.events.on(
+      (e) => {
+        const d = detectionFromEvent(e);
+        if (d) respond(d);
+      },
+      { types: [DETECTION_RAISED] },
+    );
   };
 
   const manual = (o: ManualOptions | undefined): Run => ({ actor: o?.actor ?? 'api', dry: o?.dryRun ?? false, reason: o?.reason });

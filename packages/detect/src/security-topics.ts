@@ -21,12 +21,14 @@ export interface SecurityTopicsOptions {
 
 /** Start publishing; returns the stop function. */
 export function publishSecurityTopics(bus: SecurityEventBus, o: SecurityTopicsOptions): () => void {
-  const off = bus.on((e: SecurityEvent) => {
-    const topic = e.type === 'detection.raised' || e.type === 'detection.cleared' ? SECURITY_TOPICS.detections : e.type === 'response.action' ? SECURITY_TOPICS.actions : undefined;
-    if (topic === undefined) return;
-    // after the current dispatch: publishing re-enters Aedes
-    setImmediate(() => o.publish(topic, Buffer.from(JSON.stringify(e))));
-  });
+  const off = bus.on(
+    (e: SecurityEvent) => {
+      const topic = e.type === 'response.action' ? SECURITY_TOPICS.actions : SECURITY_TOPICS.detections;
+      // after the current dispatch: publishing re-enters Aedes
+      setImmediate(() => o.publish(topic, Buffer.from(JSON.stringify(e))));
+    },
+    { types: ['detection.raised', 'detection.cleared', 'response.action'] },
+  );
   let timer: NodeJS.Timeout | undefined;
   if (o.interval > 0 && o.snapshot) {
     const snap = o.snapshot;

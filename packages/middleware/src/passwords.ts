@@ -2,9 +2,10 @@
  * Password authentication (PR.AC-3) from a users file of scrypt hashes.
  *
  * A KDF per CONNECT would cap a field broker at a few hundred reconnects per second, so a
- * successful check is remembered as SHA-256(processKey ‖ hash ‖ 0 ‖ password), a keyed hash under a
- * random 32-byte key that lives only in memory and whose outputs never leave the process (so length
- * extension does not apply): a reconnect with the same password costs one one-shot hash and a
+ * successful check is remembered as SHA-256(K ‖ password) with K = SHA-256(processKey ‖ hash), a
+ * keyed hash under a random 32-byte key that lives only in memory and whose outputs never leave the
+ * process (so length extension does not apply); K is 32 bytes so that a password of up to 23 bytes
+ * is one SHA-256 block: a reconnect with the same password costs one one-shot hash and a
  * constant-time compare, answered synchronously (no promise on the reconnect path), and any password
  * change (new hash) or removal invalidates it.
  */
@@ -47,7 +48,7 @@ export function passwordAuth(opts: PasswordAuthOptions): PasswordAuth {
   let users = new Map<string, UserRecord>();
   for (const u of opts.users ?? []) users.set(u.username, u);
   const processKey = randomBytes(32);
-  /** username → what a reconnect is checked against: the keyed-hash prefix of its current hash, the proof, the verdict. */
+  /** username → what a reconnect is checked against: the key K of its current hash, the proof, the verdict. */
   const verified = new Map<string, { hash: string; prefix: Buffer; proof: Buffer; verdict: Accepted }>();
   /** Revoked credentials: username → the hash that was revoked (a new password lifts it). */
   const revoked = new Map<string, string>();
@@ -55,7 +56,7 @@ export function passwordAuth(opts: PasswordAuthOptions): PasswordAuth {
   let watcher: FSWatcher | undefined;
   let dummyHash = '';
 
-  const prefixOf = (hash: string) => Buffer.concat([processKey, Buffer.from(hash, 'utf8'), Buffer.from([0])]);
+  const prefixOf = (hash: string) => sha('sha256', Buffer.concat([processKey, Buffer.from(hash, 'utf8')]), 'buffer');
   const proof = (prefix: Buffer, password: Buffer) => sha('sha256', Buffer.concat([prefix, password]), 'buffer');
 
   /** The scrypt path: first login of a user with this password, a wrong password, an unknown user. */

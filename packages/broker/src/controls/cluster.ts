@@ -85,7 +85,7 @@ export function clusterBans(state: ClusterStateChannel, logger: Logger): Service
             ...(typeof d['actor'] === 'string' ? { actor: d['actor'] } : {}),
           };
           state.publish('ban', msg).catch(sendFailed(logger, 'ban'));
-        }),
+        }, { types: ['ban.added', 'ban.removed'] }),
       );
       off.push(
         state.subscribe('ban', (data, meta) => {
@@ -270,7 +270,7 @@ export function clusterUsers(state: ClusterStateChannel, logger: Logger): Servic
           } else if (e.type === 'response.action' && d['action'] === 'revoke' && d['outcome'] === 'done' && d['credential'] === 'password') {
             void send({ op: 'revoke', username });
           }
-        }),
+        }, { types: ['admin.action', 'response.action'] }),
       );
       // passwords.revoke() raises neither admin.action nor response.action: what is applied here is never sent back out
       const revokeHere = (username: string) => void passwords.revoke(username);

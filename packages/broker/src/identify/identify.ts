@@ -66,7 +66,8 @@ interface ConnState {
   readonly device: DeviceRecord;
   readonly identity: string;
   gen: number;
-  readonly published: Map<string, FlowEdge>;
+  /** Made on the first PUBLISH: a subscriber-only or idle device never needs it. */
+  published: Map<string, FlowEdge> | undefined;
 }
 
 /** Distinct topics remembered per connection; past it the cache starts over (a scanner cannot grow it). */
@@ -121,13 +122,13 @@ export function identify(initial: IdentifyOptions = {}): Identify {
     controls: ['ID.AM-1', 'ID.AM-2', 'ID.AM-3', 'ID.IS-1', 'ID.IS-4'],
     setup(c) {
       ctx = c;
-      offEvents = c.events.on(onEvent);
+      offEvents = c.events.on(onEvent, { types: ['publish.denied', 'subscribe.denied'] });
       clockStart();
     },
     onConnected(client) {
       const now = Date.now();
       const device = devices.connected(client, now);
-      states.set(client, { device, identity: identityOf(client), gen: map.generation, published: new Map() });
+      states.set(client, { device, identity: identityOf(client), gen: map.generation, published: undefined });
       negotiated.record(client, now);
     },
     onDisconnect(client: ClientInfo, reason: DisconnectReason) {
@@ -143,19 +144,20 @@ export function identify(initial: IdentifyOptions = {}): Identify {
       const now = clock;
       s.device.messagesIn++;
       s.device.lastSeen = now;
+      const published = (s.published ??= new Map());
       if (s.gen !== map.generation) {
-        s.published.clear();
+        published.clear();
         s.gen = map.generation;
       }
-      let e = s.published.get(packet.topic);
+      let e = published.get(packet.topic);
       if (e === undefined) {
         e = map.edge(s.identity, 'publish', packet.topic, now) ?? OVERFLOW;
         if (s.gen !== map.generation) {
-          s.published.clear(); // that topic re-generalised the tree: older cached edges may be merged away
+          published.clear(); // that topic re-generalised the tree: older cached edges may be merged away
           s.gen = map.generation;
         }
-        if (s.published.size >= CONN_CACHE) s.published.clear();
-        s.published.set(packet.topic, e);
+        if (published.size >= CONN_CACHE) published.clear();
+        published.set(packet.topic, e);
       }
       if (e !== OVERFLOW) {
         e.count++;

@@ -14,9 +14,7 @@ export function register(program: Command): void {
       for (const [name, a] of Object.entries(broker.addresses())) {
         process.stdout.write(`bastion: ${name} listening on ${a.transport}://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}\n`);
       }
-      broker.events.on((e) => {
-        if (e.type === 'profile.reloaded' || e.type === 'profile.reload.failed') process.stdout.write(`bastion: ${e.type}: ${e.message ?? ''}\n`);
-      });
+      broker.events.on((e) => process.stdout.write(`bastion: ${e.type}: ${e.message ?? ''}\n`), { types: ['profile.reloaded', 'profile.reload.failed'] });
       if (opts.pidFile !== undefined) writeFileSync(opts.pidFile, `${process.pid}\n`, { mode: 0o644 });
       const removePid = () => {
         if (opts.pidFile === undefined) return;

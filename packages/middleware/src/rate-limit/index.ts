@@ -378,13 +378,17 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
   };
 
   /** Failed authentications per address, from the security event bus. */
+  /** A password check of this address ended (it failed, or the client is connected). */
+  const checkEnded = (ip: string) => {
+    const p = authPending.get(ip);
+    if (p === undefined) return;
+    if (--p.n <= 0) authPending.delete(ip);
+    // the address may be heard again (a busy hold, not a budget's refusal)
+    if (blocked.get(ip)?.spec === AUTH_SPEC) blocked.delete(ip);
+  };
+
   const onAuthFailed = (e: { type: string; remoteAddress?: string | undefined; listener?: string | undefined }) => {
-    if ((e.type === 'auth.failed' || e.type === 'auth.succeeded') && e.remoteAddress !== undefined && authPending.size > 0) {
-      const p = authPending.get(e.remoteAddress);
-      if (p !== undefined && --p.n <= 0) authPending.delete(e.remoteAddress);
-      // a check ended: the address may be heard again (a busy hold, not a budget's refusal)
-      if (p !== undefined && blocked.get(e.remoteAddress)?.spec === AUTH_SPEC) blocked.delete(e.remoteAddress);
-    }
+    if (e.remoteAddress !== undefined && authPending.size > 0) checkEnded(e.remoteAddress);
     const limiter = shared.authFailures;
     const spec = s.authFailures.perIp;
     const ip = e.remoteAddress;
@@ -418,7 +422,8 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
 
   const watchAuthFailures = () => {
     const want = s.authFailures.perIp !== undefined || s.concurrent.authPerIp !== undefined;
-    if (want && stopWatchingAuth === undefined && ctx) stopWatchingAuth = ctx.events.on(onAuthFailed);
+    // auth.failed only: a success ends its check in onConnected, so no event is built per CONNECT for us
+    if (want && stopWatchingAuth === undefined && ctx) stopWatchingAuth = ctx.events.on(onAuthFailed, { types: ['auth.failed'] });
     if (!want && stopWatchingAuth !== undefined) {
       stopWatchingAuth();
       stopWatchingAuth = undefined;
@@ -571,6 +576,10 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
       p.n++;
       p.at = now;
       return undefined;
+    },
+
+    onConnected(client: ClientInfo): void {
+      if (authPending.size > 0 && client.username !== undefined) checkEnded(client.remoteAddress);
     },
 
     onConnection(conn: ConnectionInfo): Verdict | Promise<Verdict> {
