@@ -290,6 +290,34 @@ describe.each(implementations)('%s: behaviour the patches must not change', (_na
     await waitFor(() => aedes.connectedClients === 0 && Object.keys(aedes.clients).length === 0, 3000, 'all clients gone');
   });
 
+  it('CONNACKs are byte for byte the same: new session, resumed session, refusal', async () => {
+    const { port } = await startAedes(await load());
+    // a raw CONNECT: protocol name and level, flags (0 = clean session off), keepalive 60
+    const connectPacket = (id: string, name = 'MQTT', level = 4) => {
+      const n = Buffer.from(name);
+      const i = Buffer.from(id);
+      const body = Buffer.concat([Buffer.from([0, n.length]), n, Buffer.from([level, 0, 0, 60, 0, i.length]), i]);
+      return Buffer.concat([Buffer.from([0x10, body.length]), body]);
+    };
+    const connack = async (packet: Buffer, subscribe = false) => {
+      const s = net.connect({ host: '127.0.0.1', port });
+      sockets.push(s);
+      s.write(packet);
+      const got = await new Promise<Buffer>((resolve) => s.once('data', resolve));
+      if (subscribe) {
+        // a session is present on the next CONNECT only when it has a subscription
+        s.write(Buffer.from([0x82, 8, 0, 1, 0, 3, 0x61, 0x2f, 0x62, 0]));
+        expect((await new Promise<Buffer>((resolve) => s.once('data', resolve)))[0]).toBe(0x90);
+      }
+      s.destroy();
+      await new Promise((r) => setTimeout(r, 50)); // the broker sees the close before the next CONNECT
+      return [...got.subarray(0, 4)];
+    };
+    expect(await connack(connectPacket('kept'), true)).toEqual([0x20, 2, 0, 0]);
+    expect(await connack(connectPacket('kept'))).toEqual([0x20, 2, 1, 0]); // session present
+    expect(await connack(connectPacket('x'.repeat(24), 'MQIsdp', 3))).toEqual([0x20, 2, 0, 2]); // 3.1: id too long
+  });
+
   it('a second connection with the same client id takes the session over', async () => {
     const { url } = await startAedes(await load());
     const first = await client(url, { clientId: 'twin' });
@@ -297,6 +325,31 @@ describe.each(implementations)('%s: behaviour the patches must not change', (_na
     const second = await client(url, { clientId: 'twin' });
     await closedFirst;
     expect(second.connected).toBe(true);
+  });
+});
+
+describe("Bastion's Aedes patch: sysClientEvents", () => {
+  it('publishes $SYS/<id>/new/clients and disconnect/clients by default, and none with sysClientEvents false', async () => {
+    const mod = (await import(await installedEntry('aedes'))) as { Aedes: { createBroker: (opts?: object) => Promise<AedesLike & { subscribe: (t: string, fn: (p: { topic: string; payload: Buffer }, cb: () => void) => void, done: () => void) => void }> } };
+    for (const [opts, expected] of [
+      [{}, ['new/clients ev', 'disconnect/clients ev']],
+      [{ sysClientEvents: false }, []],
+    ] as const) {
+      const aedes = await mod.Aedes.createBroker(opts);
+      const server = net.createServer((s) => aedes.handle(s));
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      running.push(async () => {
+        await new Promise<void>((r) => aedes.close(() => r()));
+        await new Promise<void>((r) => server.close(() => r()));
+      });
+      const heard: string[] = [];
+      await new Promise<void>((r) => aedes.subscribe('$SYS/+/+/clients', (p, cb) => (heard.push(`${p.topic.split('/').slice(2).join('/')} ${p.payload.toString()}`), cb()), r));
+      const c = await client(`mqtt://127.0.0.1:${(server.address() as net.AddressInfo).port}`, { clientId: 'ev' });
+      await c.endAsync();
+      await waitFor(() => aedes.connectedClients === 0, 2000, 'client gone');
+      await new Promise((r) => setTimeout(r, 50));
+      expect(heard).toEqual(expected);
+    }
   });
 });
 

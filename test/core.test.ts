@@ -3,7 +3,7 @@ import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import mqtt from 'mqtt';
 import { pino } from 'pino';
-import { createCoreBroker, deny, type BastionBroker, type Middleware, type SecurityEvent } from '@bastion/core';
+import { createCoreBroker, deny, SecurityEventBus, type BastionBroker, type Middleware, type SecurityEvent } from '@bastion/core';
 import { passwordAuth, hashPassword } from '@bastion/middleware';
 import { readOnlyTopics } from '../examples/custom-middleware/read-only-topics.js';
 import { connect, tryConnect, isRefusal, nextMessage, collect, closed, waitFor } from './support/mqtt.js';
@@ -155,9 +155,28 @@ describe('guards every broker has', () => {
     const { tcp } = await start([passwordAuth({ users })], { sysSubscribers: ['ops'] });
     const c = await client(tcp, { username: 'ops', password: 'pw' });
     expect(await granted(c, ['$SYS/#'])).toEqual([0]);
-    const got = nextMessage(c, 5000);
+    const heard: string[] = [];
+    c.on('message', (topic, payload) => heard.push(`${topic.split('/').slice(2).join('/')} ${payload.toString()}`));
     await client(tcp, { username: 'ops', password: 'pw', clientId: 'newcomer' });
-    expect((await got).topic).toMatch(/^\$SYS\//);
+    await waitFor(() => heard.includes('new/clients newcomer'), 5000, 'the $SYS new-client event');
+  });
+
+  it("publishes no $SYS client events nobody could hear (no $SYS subscriber, no cluster), unless the embedder asks", async () => {
+    const heard = async (extra: Record<string, unknown>) => {
+      const { tcp } = await start([], extra);
+      const topics: string[] = [];
+      const aedes = broker!.aedes as unknown as { subscribe: (t: string, fn: (p: { topic: string }, cb: () => void) => void, done: () => void) => void };
+      await new Promise<void>((r) => aedes.subscribe('$SYS/+/+/clients', (p, cb) => (topics.push(p.topic.split('/').slice(2).join('/')), cb()), r));
+      const c = await client(tcp, { clientId: 'watched' });
+      await c.endAsync();
+      await waitFor(() => [...broker!.clients()].length === 0, 2000, 'client gone');
+      await new Promise((r) => setTimeout(r, 50));
+      await broker!.close();
+      broker = undefined;
+      return topics;
+    };
+    expect(await heard({})).toEqual([]);
+    expect(await heard({ aedes: { sysClientEvents: true } })).toEqual(['new/clients', 'disconnect/clients']);
   });
 
   it('refuses an empty client id without clean session (CONNACK 2)', async () => {
@@ -210,6 +229,37 @@ describe('guards every broker has', () => {
     const got = nextMessage(good);
     (await client(tcp)).publish('t', 'alive');
     expect((await got).payload).toBe('alive');
+  });
+});
+
+describe('security events', () => {
+  it('a listener that names its types gets only those; wants() tells a producer whether to build an event', async () => {
+    const { tcp, events } = await start([passwordAuth({ users: [{ username: 'u', hash: await hashPassword('pw'), groups: [] }] })]);
+    const failures: SecurityEvent[] = [];
+    const bastion = broker!;
+    const off = bastion.events.on((e) => failures.push(e), { types: ['auth.failed'] });
+    expect(bastion.events.wants('auth.failed')).toBe(true);
+    await client(tcp, { username: 'u', password: 'pw', clientId: 'ok' });
+    expect(isRefusal(await tryConnect(tcp, { username: 'u', password: 'wrong', clientId: 'bad' }))).toBe(true);
+    await waitFor(() => failures.length === 1, 2000, 'the failure');
+    expect(failures.map((e) => [e.type, e.clientId])).toEqual([['auth.failed', 'bad']]);
+    // the untyped listener of start() saw everything, in order
+    expect(events.filter((e) => e.clientId === 'ok').map((e) => e.type)).toEqual(['auth.succeeded', 'client.connected']);
+    off();
+    off(); // a second call does nothing
+    expect(bastion.events.wants('auth.failed')).toBe(true); // start()'s listener wants every type
+    const bus = new SecurityEventBus();
+    const seen: string[] = [];
+    const offTyped = bus.on((e) => seen.push(`typed:${e.type}`), { types: ['client.connected'] });
+    expect([bus.wants('client.connected'), bus.wants('auth.succeeded')]).toEqual([true, false]);
+    bus.on((e) => seen.push(`all:${e.type}`));
+    expect(bus.wants('auth.succeeded')).toBe(true);
+    const at = { time: 0, control: 'ID.AM-1', source: 'test' };
+    bus.emit({ type: 'auth.succeeded', ...at });
+    bus.emit({ type: 'client.connected', ...at });
+    expect(seen).toEqual(['all:auth.succeeded', 'typed:client.connected', 'all:client.connected']);
+    offTyped();
+    expect(bus.wants('client.connected')).toBe(true);
   });
 });
 
