@@ -5,6 +5,7 @@
  */
 import { describe, it, expect, afterEach, beforeAll } from 'vitest';
 import { X509Certificate } from 'node:crypto';
+import tls from 'node:tls';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import mqtt from 'mqtt';
@@ -12,6 +13,7 @@ import { pino } from 'pino';
 import { createBroker, type Bastion } from '@bastion/broker';
 import { normalizeSerial, type ClientCertificate } from '@bastion/core';
 import type { Issued } from '@bastion/pki';
+import { peerDerFromSession } from '../packages/core/src/certificate.js';
 import { connect } from './support/mqtt.js';
 import { makeTestPki, type TestPki } from './support/pki.js';
 
@@ -119,5 +121,32 @@ describe('client certificates', () => {
     expect(again).toEqual(expected);
     expect(cert.raw).toBe(again); // while held, the same object
     expect(again.subject).toBe(cert.subject);
+  });
+});
+
+describe("the peer certificate's DER from the TLS session", () => {
+  it('is exactly the certificate the client sent, over TLS 1.2 and 1.3; a truncated or foreign buffer gives none', async () => {
+    const device = pki.client('device-session');
+    for (const version of ['TLSv1.2', 'TLSv1.3'] as const) {
+      const got = new Promise<{ der: Buffer | undefined; raw: Buffer; session: Buffer }>((resolve) => {
+        const server = tls.createServer({ cert: pki.server.certPem, key: pki.server.keyPem, ca: pki.ca.certPem, requestCert: true, rejectUnauthorized: true, minVersion: version, maxVersion: version }, (s) => {
+          const session = s.getSession() as Buffer;
+          resolve({ der: peerDerFromSession(session), raw: (s.getPeerX509Certificate() as X509Certificate).raw, session });
+          s.end();
+          server.close();
+        });
+        server.listen(0, '127.0.0.1', () => {
+          const port = (server.address() as { port: number }).port;
+          const c = tls.connect({ host: '127.0.0.1', port, ca: pki.ca.certPem, cert: device.certPem, key: device.keyPem, servername: 'localhost' }, () => c.end());
+          c.on('error', () => {});
+        });
+      });
+      const { der, raw, session } = await got;
+      expect(der?.equals(raw)).toBe(true);
+      expect(new X509Certificate(der as Buffer).subject).toContain('CN=device-session');
+      for (const cut of [1, 2, 40, session.length - 1]) expect(peerDerFromSession(session.subarray(0, cut))).toBeUndefined();
+    }
+    expect(peerDerFromSession(Buffer.from(device.certPem))).toBeUndefined(); // PEM text, not a session
+    expect(peerDerFromSession(Buffer.from([0x30, 0x03, 0x02, 0x01, 0x01]))).toBeUndefined(); // a session without a peer
   });
 });

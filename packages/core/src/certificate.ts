@@ -1,4 +1,4 @@
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, hash } from 'node:crypto';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 import type { ClientCertificate } from './contract.js';
 
@@ -141,27 +141,75 @@ function sharedClientCertificate(raw: PeerCertificate, fingerprint256: string): 
 }
 
 /**
- * One certificate object per distinct certificate (by SHA-256 fingerprint) while any connection,
- * device record or event still holds it: a device reconnecting, or a fleet sharing a certificate,
- * does not parse and keep the same certificate again per connection. Entries go when their object
- * is collected, so the map is bounded by the certificates in use.
+ * One certificate object per distinct certificate (by the SHA-256 of its DER, lower-case hex) while
+ * any connection, device record or event still holds it: a device reconnecting, or a fleet sharing a
+ * certificate, does not parse and keep the same certificate again per connection. Entries go when
+ * their object is collected, so the map is bounded by the certificates in use.
  */
 const shared = new Map<string, WeakRef<ClientCertificate>>();
-const forget = new FinalizationRegistry<string>((fingerprint) => {
-  if (shared.get(fingerprint)?.deref() === undefined) shared.delete(fingerprint);
+const forget = new FinalizationRegistry<string>((key) => {
+  if (shared.get(key)?.deref() === undefined) shared.delete(key);
 });
+
+/** A DER element: its tag and where its contents start and end; undefined past `limit`. */
+function element(buf: Buffer, at: number, limit: number): { tag: number; start: number; end: number } | undefined {
+  if (at + 2 > limit) return undefined;
+  const tag = buf[at] as number;
+  let len = buf[at + 1] as number;
+  let start = at + 2;
+  if (len & 0x80) {
+    const n = len & 0x7f;
+    if (n === 0 || n > 3 || start + n > limit) return undefined;
+    len = 0;
+    for (let i = 0; i < n; i++) len = len * 256 + (buf[start + i] as number);
+    start += n;
+  }
+  const end = start + len;
+  return end > limit ? undefined : { tag, start, end };
+}
+
+/**
+ * The peer certificate's DER inside a serialized TLS session: OpenSSL's SSL_SESSION is
+ * SEQUENCE { version, sslVersion, cipher, sessionId, masterKey, … [3] EXPLICIT Certificate … }
+ * (ssl/ssl_asn1.c, the same since OpenSSL 0.9.8, TLS 1.2 and 1.3 alike). A view into `session`.
+ */
+export function peerDerFromSession(session: Buffer): Buffer | undefined {
+  const outer = element(session, 0, session.length);
+  if (outer === undefined || outer.tag !== 0x30) return undefined;
+  for (let at = outer.start; at < outer.end; ) {
+    const e = element(session, at, outer.end);
+    if (e === undefined) return undefined;
+    if (e.tag === 0xa3) {
+      const cert = element(session, e.start, e.end);
+      return cert !== undefined && cert.tag === 0x30 && cert.end === e.end ? session.subarray(e.start, e.end) : undefined;
+    }
+    at = e.end;
+  }
+  return undefined;
+}
 
 /** The verified peer certificate of a TLS socket, or undefined when none was sent. */
 export function peerCertificate(socket: TLSSocket): ClientCertificate | undefined {
-  // the X509 OpenSSL already holds for the session; its fingerprint is computed natively, so a
-  // certificate seen before costs no legacy object at all
+  // Node's peer-certificate getters copy OpenSSL's X509 with X509_dup, which re-parses it, and
+  // OpenSSL 3.0's key decoders make that ~150–200 µs per call (perf: x509_pubkey_ex_d2i_ex). The
+  // session's serialization carries the certificate's DER for ~15 µs: a certificate seen before
+  // is found by the hash of that DER, and only a new one is parsed.
+  let key: string | undefined;
+  const session = socket.getSession();
+  if (session !== undefined) {
+    const der = peerDerFromSession(session);
+    if (der !== undefined) key = hash('sha256', der, 'hex');
+    session.fill(0); // it holds the session's master secret: not left behind in the heap
+    if (key !== undefined) {
+      const known = shared.get(key)?.deref();
+      if (known !== undefined) return known;
+    }
+  }
   const x509 = socket.getPeerX509Certificate();
   if (x509 === undefined) return undefined;
-  const fingerprint = x509.fingerprint256;
-  const known = shared.get(fingerprint)?.deref();
-  if (known !== undefined) return known;
-  const cert = sharedClientCertificate(x509.toLegacyObject(), fingerprint);
-  shared.set(fingerprint, new WeakRef(cert));
-  forget.register(cert, fingerprint);
+  key ??= hash('sha256', x509.raw, 'hex');
+  const cert = sharedClientCertificate(x509.toLegacyObject(), x509.fingerprint256);
+  shared.set(key, new WeakRef(cert));
+  forget.register(cert, key);
   return cert;
 }
