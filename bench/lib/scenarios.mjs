@@ -18,6 +18,7 @@
 import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToIo } from 'node:timers/promises';
 import { readFileSync } from 'node:fs';
+import tls from 'node:tls';
 import { connectClient, endClient, subscribe, tlsInfo } from './clients.mjs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -57,12 +58,15 @@ export const DEFAULT_PARAMS = {
 /** TLS options of a raw connection (CA, servername, client certificate when the target wants one). */
 function rawTlsOpts(conn) {
   if (conn.transport !== 'tls') return undefined;
-  const o = { ca: readFileSync(conn.caFile, 'utf8'), servername: conn.servername, rejectUnauthorized: true };
+  const o = { ca: readFileSync(conn.caFile, 'utf8') };
   if (conn.certFile) {
     o.cert = readFileSync(conn.certFile, 'utf8');
     o.key = readFileSync(conn.keyFile, 'utf8');
   }
-  return o;
+  // one secure context for all connections, as a device keeps one: with ca/cert/key given per
+  // tls.connect(), Node parsed the PEMs and the key again for each handshake, on the generator's
+  // core, which made the TLS connection scenarios generator-bound
+  return { secureContext: tls.createSecureContext(o), servername: conn.servername, rejectUnauthorized: true };
 }
 
 /**
