@@ -96,6 +96,8 @@ describe('the encrypting persistence over the memory store', () => {
     expect(persistence.atRest!.sealed).toBe(6);
     const { queued, retained } = await storedRecords(inner, 'mem-sub');
     expect(queued.length).toBe(6);
+    // Aedes asks this before it builds a (decrypting) stream for a CONNECT: answered through the seal
+    expect([persistence.hasOutgoing({ id: 'mem-sub' }), persistence.hasOutgoing({ id: 'mem-pub' })]).toEqual([true, false]);
     expect(retained.length).toBe(1);
     for (const r of [...queued, ...retained]) {
       expect(isSealed(r.payload)).toBe(true);

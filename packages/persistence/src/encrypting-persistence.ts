@@ -46,6 +46,8 @@ export interface AedesPersistence {
   outgoingUpdate(client: { id: string }, packet: StoredPacket): Promise<unknown>;
   outgoingClearMessageId(client: { id: string }, packet: { messageId?: number }): Promise<StoredPacket | undefined>;
   outgoingStream(client: { id: string }): Readable;
+  /** Bastion's Aedes patch: whether anything is queued, answered synchronously (memory store). */
+  hasOutgoing?: ((client: { id: string }) => boolean | undefined) | undefined;
   incomingStorePacket(client: { id: string }, packet: StoredPacket): Promise<unknown>;
   incomingGetPacket(client: { id: string }, packet: { messageId?: number }): Promise<StoredPacket>;
   incomingDelPacket(client: { id: string }, packet: { messageId?: number }): Promise<unknown>;
@@ -308,6 +310,14 @@ export class EncryptingPersistence implements AedesPersistence {
       if (record) atRest?.released(record.payload);
       return out;
     });
+  }
+
+  /**
+   * Passed through (sealing changes no queue's length): with the memory store, a client with nothing
+   * queued is answered without a decrypting stream per CONNECT (an async generator and a Readable).
+   */
+  hasOutgoing(client: { id: string }): boolean | undefined {
+    return typeof this.inner.hasOutgoing === 'function' ? this.inner.hasOutgoing(client) : undefined;
   }
 
   outgoingStream(client: { id: string }): Readable {
