@@ -225,7 +225,10 @@ export function autoDisconnect(options: AutoDisconnectOptions = {}): AutoDisconn
       if (s.idleTimeout <= 0 && s.maxAge <= 0) return;
       const t: Tracked = { last: tick, age: undefined };
       if (s.maxAge > 0) {
-        const age = Math.max(1, Math.round(s.maxAge * (1 - Math.random() * s.maxAgeJitter)));
+        // whole seconds once ages are long: Node keeps one timer list per distinct duration, and a
+        // jittered age in milliseconds made nearly every connection a new list (a heap insert each)
+        const step = s.maxAge >= 60_000 ? 1000 : 1;
+        const age = Math.max(step, Math.round((s.maxAge * (1 - Math.random() * s.maxAgeJitter)) / step) * step);
         t.age = setTimeout(() => close(client, 'max-age', 'PR.SS-7', `connected for ${Math.round(age / 1000)} s: reconnect for fresh session keys`, { maxAge: s.maxAge, age }), age);
         t.age.unref();
       }
