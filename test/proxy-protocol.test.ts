@@ -291,8 +291,8 @@ describe('mqtt listener behind a load balancer', () => {
     const refusals = events.filter((e) => e.type === 'connection.refused');
     expect(refusals).toEqual(
       expect.arrayContaining([
-        expect.objectContaining({ source: 'access-list', remoteAddress: '192.0.2.66' }),
-        // an address ban is checked at accept, on the address the PROXY header gave
+        // address lists and bans are checked at accept, on the address the PROXY header gave
+        expect.objectContaining({ source: 'core', reason: 'not-authorized', remoteAddress: '192.0.2.66', detail: expect.objectContaining({ limit: 'addresses.deny' }) }),
         expect.objectContaining({ source: 'core', reason: 'banned', remoteAddress: '192.0.2.77', detail: expect.objectContaining({ limit: 'banned' }) }),
       ]),
     );

@@ -33,7 +33,7 @@ afterEach(async () => {
 
 const tls = { cert: 'server.pem', key: 'server-key.pem', ca: 'ca.pem', minVersion: 'TLSv1.3', clientCertificate: 'required' } as const;
 
-async function start() {
+async function start(extra: Partial<ProfileInput> = {}) {
   broker = await createBroker({
     profile: {
       version: 1,
@@ -42,6 +42,7 @@ async function start() {
         { name: 'wss', protocol: 'wss', port: 0, tls },
       ],
       authentication: { anonymous: false, certificates: { identity: 'cn' } },
+      ...extra,
     } as ProfileInput,
     baseDir: pki.dir,
     logger: silent,
@@ -56,6 +57,24 @@ async function start() {
 }
 
 const withCert = (cert?: { certPem: string; keyPem: string }) => ({ ca: pki.ca.certPem, rejectUnauthorized: true, ...(cert ? { cert: cert.certPem, key: cert.keyPem } : {}) });
+
+/** A raw TLS client from `localAddress` with a valid certificate: did the server ever complete its handshake? */
+function handshakeFrom(localAddress: string, cert: { certPem: string; keyPem: string }): Promise<string> {
+  const port = broker!.addresses()['tls']!.port;
+  return new Promise<string>((resolve) => {
+    const s = tlsConnect({ host: '127.0.0.1', port, localAddress, servername: 'localhost', ...withCert(cert) });
+    s.once('secureConnect', () => {
+      s.destroy();
+      resolve('handshake completed');
+    });
+    s.once('error', () => resolve('closed before the handshake'));
+    s.once('close', () => resolve('closed before the handshake'));
+    setTimeout(() => {
+      s.destroy();
+      resolve('held without a handshake');
+    }, 1500);
+  });
+}
 
 describe('failed TLS handshakes', () => {
   for (const listener of ['tls', 'wss']) {
@@ -93,20 +112,27 @@ describe('failed TLS handshakes', () => {
     const bans = broker!.controls.get<Bans>('bans')!;
     bans.ban({ ip: '127.0.0.2' }, { duration: 60_000, reason: 'test' });
     const device = pki.client('device-1');
-    const port = broker!.addresses()['tls']!.port;
-    // a raw TLS client from the banned address, with a valid certificate: the server never answers its hello
-    const outcome = await new Promise<string>((resolve) => {
-      const s = tlsConnect({ host: '127.0.0.1', port, localAddress: '127.0.0.2', servername: 'localhost', ...withCert(device) });
-      s.once('secureConnect', () => { s.destroy(); resolve('handshake completed'); });
-      s.once('error', () => resolve('closed before the handshake'));
-      s.once('close', () => resolve('closed before the handshake'));
-      setTimeout(() => { s.destroy(); resolve('held without a handshake'); }, 1500);
-    });
-    expect(outcome).not.toBe('handshake completed');
+    // from the banned address, with a valid certificate: the server never answers its hello
+    expect(await handshakeFrom('127.0.0.2', device)).not.toBe('handshake completed');
     await waitFor(() => events.some((e) => e.type === 'connection.refused' && e.reason === 'banned' && e.remoteAddress === '127.0.0.2'), 3000, 'the refusal at accept');
     const refusal = events.find((e) => e.type === 'connection.refused' && e.remoteAddress === '127.0.0.2')!;
     expect(refusal).toMatchObject({ source: 'core', control: 'PR.SS-4', detail: { limit: 'banned' } });
     expect(events.some((e) => e.remoteAddress === '127.0.0.2' && e.reason === 'certificate-rejected')).toBe(false);
+    const good = await connect(url('tls'), { clientId: 'device-1', ...withCert(device) });
+    clients.push(good);
+    expect(good.connected).toBe(true);
+  });
+
+  it('an address the access lists refuse is refused at TCP accept too: no handshake; a listed address connects', async () => {
+    const { url, events } = await start({ accessLists: { addresses: { allow: ['127.0.0.1/32', '127.0.0.3/32'], deny: ['127.0.0.3/32'] } } });
+    const device = pki.client('device-1');
+    expect(await handshakeFrom('127.0.0.2', device)).not.toBe('handshake completed'); // not on the allow list
+    expect(await handshakeFrom('127.0.0.3', device)).not.toBe('handshake completed'); // on the deny list
+    const refusalOf = (ip: string) => events.find((e) => e.type === 'connection.refused' && e.remoteAddress === ip);
+    await waitFor(() => refusalOf('127.0.0.2') !== undefined && refusalOf('127.0.0.3') !== undefined, 3000, 'both refusals at accept');
+    expect(refusalOf('127.0.0.2')).toMatchObject({ source: 'core', control: 'PR.SS-4', reason: 'not-authorized', detail: { limit: 'addresses.allow' } });
+    expect(refusalOf('127.0.0.3')).toMatchObject({ source: 'core', control: 'PR.SS-4', reason: 'not-authorized', detail: { limit: 'addresses.deny' } });
+    expect(events.some((e) => e.reason === 'certificate-rejected' || e.reason === 'tls-handshake-failed')).toBe(false);
     const good = await connect(url('tls'), { clientId: 'device-1', ...withCert(device) });
     clients.push(good);
     expect(good.connected).toBe(true);

@@ -1,12 +1,13 @@
 /**
  * Access lists (PR.SS-4): which networks may open a connection, and which client ids may connect.
  *
- * Addresses are checked in `onConnection`, before a byte of CONNECT is read; client ids in
- * `onConnect`. Deny wins; a non-empty allow list admits only what it lists. IPv4, IPv6 and
+ * Addresses are checked at TCP accept where the broker offers it (`acceptCheck`, wired by
+ * `@bastion/broker`: a refused address costs no TLS handshake and is held in the tarpit), and again
+ * in `onConnection`, before a byte of CONNECT is read; client ids in `onConnect`. Deny wins; a non-empty allow list admits only what it lists. IPv4, IPv6 and
  * IPv4-mapped IPv6 are one address space (see cidr.ts): `10.0.0.0/8` also matches a client seen as
  * `::ffff:10.1.2.3`, and a rule may be written either way.
  */
-import type { BrokerContext, ClientInfo, ConnectionInfo, ConnectPacketInfo, Middleware, Verdict } from '@bastion/core';
+import type { AcceptRefusal, BrokerContext, ClientInfo, ConnectionInfo, ConnectPacketInfo, Middleware, Verdict } from '@bastion/core';
 import { BastionError, deny } from '@bastion/core';
 import { CidrError, CidrSet } from './cidr.js';
 import { GlobSet } from './acl/glob.js';
@@ -38,6 +39,8 @@ export interface AccessList extends Middleware {
   /** `denied`: on the deny list; `not-listed`: an allow list exists and does not name it. */
   checkAddress(address: string): ListVerdict;
   checkClientId(clientId: string): ListVerdict;
+  /** The address lists as a check at TCP accept (`broker.addAcceptCheck`): the refusal, or undefined. */
+  acceptCheck(remoteAddress: string): AcceptRefusal | undefined;
 }
 
 export class AccessListError extends BastionError {
@@ -54,6 +57,8 @@ export class AccessListError extends BastionError {
 
 const ADDRESS_DENIED = deny('not-authorized', 'the client address is on the deny list');
 const ADDRESS_NOT_LISTED = deny('not-authorized', 'the client address is not on the allow list');
+const DENIED_AT_ACCEPT: AcceptRefusal = Object.freeze({ limit: 'addresses.deny', reason: 'not-authorized' as const, control: 'PR.SS-4', message: 'connection refused at accept: the client address is on the deny list' });
+const NOT_LISTED_AT_ACCEPT: AcceptRefusal = Object.freeze({ limit: 'addresses.allow', reason: 'not-authorized' as const, control: 'PR.SS-4', message: 'connection refused at accept: the client address is not on the allow list' });
 const ID_DENIED = deny('client-id-rejected', 'the client id is on the deny list');
 const ID_NOT_LISTED = deny('client-id-rejected', 'the client id is not on the allow list');
 
@@ -195,6 +200,13 @@ export function accessList(opts: AccessListOptions = {}): AccessList {
 
     checkClientId(clientId) {
       return idVerdict(lists, clientId);
+    },
+
+    acceptCheck(remoteAddress) {
+      const c = lists;
+      if (c.deny.size === 0 && c.allow.size === 0) return undefined;
+      const v = addressVerdict(c, remoteAddress);
+      return v === 'allowed' ? undefined : v === 'denied' ? DENIED_AT_ACCEPT : NOT_LISTED_AT_ACCEPT;
     },
   };
 }

@@ -6,19 +6,21 @@ import type { ControlFactory } from '../controls.js';
 export const gates: ControlFactory = ({ profile }) => {
   const lists = profile.accessLists;
   const banList = bans({ maxBans: profile.bans.maxBans, bans: profile.bans.initial });
+  const list = lists ? accessList({ addresses: lists.addresses, clientIds: lists.clientIds }) : undefined;
   let removeAcceptCheck: (() => void) | undefined;
   return {
     phase: 'gate',
-    middleware: [...(lists ? [accessList({ addresses: lists.addresses, clientIds: lists.clientIds })] : []), banList],
+    middleware: [...(list ? [list] : []), banList],
     services: [
       {
-        // a banned address is refused at TCP accept (held in the tarpit, no TLS handshake): a banned
-        // flooder that reconnects at once would otherwise cost a handshake per attempt
-        name: 'bans-at-accept',
+        // Address lists and bans are judged at TCP accept (the socket is held in the tarpit, no TLS
+        // handshake): a denied scanner or a banned flooder that reconnects at once would otherwise
+        // cost a handshake per attempt. Their onConnection checks stay for what changes in between.
+        name: 'gates-at-accept',
         controls: ['PR.SS-4'],
         start(broker) {
           removeAcceptCheck?.();
-          removeAcceptCheck = broker.addAcceptCheck((ip) => (banList.bannedAddress(ip) ? BANNED_AT_ACCEPT : undefined));
+          removeAcceptCheck = broker.addAcceptCheck((ip) => list?.acceptCheck(ip) ?? (banList.bannedAddress(ip) ? BANNED_AT_ACCEPT : undefined));
         },
         stop() {
           removeAcceptCheck?.();
