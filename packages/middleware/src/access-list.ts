@@ -4,9 +4,9 @@
  * Addresses are checked at TCP accept where the broker offers it (`acceptCheck`, wired by
  * `@bastion/broker`: a refused address costs no TLS handshake and is held in the tarpit), and again
  * in `onConnection`, before a byte of CONNECT is read; client ids in `onConnect`. Deny wins; a
- * non-empty allow list admits only what it lists. IPv4, IPv6 and
- * IPv4-mapped IPv6 are one address space (see cidr.ts): `10.0.0.0/8` also matches a client seen as
- * `::ffff:10.1.2.3`, and a rule may be written either way.
+ * non-empty allow list admits only what it lists. IPv4, IPv6 and IPv4-mapped IPv6 are one address
+ * space (see cidr.ts): `10.0.0.0/8` also matches a client seen as `::ffff:10.1.2.3`, and a rule may
+ * be written either way.
  */
 import type { AcceptRefusal, BrokerContext, ClientInfo, ConnectionInfo, ConnectPacketInfo, Middleware, Verdict } from '@bastion/core';
 import { BastionError, deny } from '@bastion/core';
