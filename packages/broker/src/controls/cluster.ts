@@ -72,7 +72,7 @@ export function clusterBans(state: ClusterStateChannel, logger: Logger): Service
       let applying = false; // bans apply synchronously: a ban applied from another node is not sent back out
       off.push(
         broker.events.on((e) => {
-          if (applying || e.source !== 'bans' || (e.type !== 'ban.added' && e.type !== 'ban.removed')) return;
+          if (applying || e.source !== 'bans') return; // ban.added and ban.removed only (types below)
           const d = (e.detail ?? {}) as Record<string, unknown>;
           if (d['evicted'] === true) return; // a full table on this node is this node's business
           const msg: BanMessage = {

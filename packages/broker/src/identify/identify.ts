@@ -110,7 +110,8 @@ export function identify(initial: IdentifyOptions = {}): Identify {
   let software: Promise<SoftwareInventory> | undefined;
 
   function onEvent(e: SecurityEvent): void {
-    if ((e.type !== 'publish.denied' && e.type !== 'subscribe.denied') || e.topic === undefined) return;
+    // subscribed to publish.denied and subscribe.denied only
+    if (e.topic === undefined) return;
     const identity = e.username ?? e.clientId;
     if (identity === undefined) return;
     const direction: FlowDirection = e.type === 'publish.denied' ? 'publish' : 'subscribe';

@@ -387,12 +387,13 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
     if (blocked.get(ip)?.spec === AUTH_SPEC) blocked.delete(ip);
   };
 
-  const onAuthFailed = (e: { type: string; remoteAddress?: string | undefined; listener?: string | undefined }) => {
+  /** Subscribed to auth.failed only. */
+  const onAuthFailed = (e: { remoteAddress?: string | undefined; listener?: string | undefined }) => {
     if (e.remoteAddress !== undefined && authPending.size > 0) checkEnded(e.remoteAddress);
     const limiter = shared.authFailures;
     const spec = s.authFailures.perIp;
     const ip = e.remoteAddress;
-    if (e.type !== 'auth.failed' || limiter === undefined || spec === undefined || ip === undefined) return;
+    if (limiter === undefined || spec === undefined || ip === undefined) return;
     const now0 = Date.now();
     const f = authFailed.get(ip);
     if (f !== undefined && now0 - f.start < spec.per) f.n++;
