@@ -281,6 +281,24 @@ describe('password checks in flight from one address', () => {
   });
 });
 
+describe('password checks that end without an outcome', () => {
+  it('forgets a check whose client hung up during it: the address is not held at its cap afterwards', async () => {
+    const { port, events } = await startWithAlice({ connections: { perIp: false }, concurrent: { authPerIp: 2 }, authFailures: { perIp: { rate: 3, per: '60s' } } });
+    // two devices behind one address send the right password and drop the line before the answer
+    const dropped = await Promise.all([rawSocket(port, ATTACKER), rawSocket(port, ATTACKER)]);
+    for (const [i, s] of dropped.entries()) s.write(connectPacket({ clientId: `dropped-${i}`, username: 'alice', password: 'alice-pw' }));
+    for (const s of dropped) s.destroy();
+    const succeeded = () => events.filter((e) => e.type === 'auth.succeeded' && e.remoteAddress === ATTACKER).length;
+    await waitFor(() => succeeded() === 2, 5000, 'both checks to end');
+    // neither reached CONNACK, so neither reported an outcome; the next device from there still gets in
+    const next = await tryConnectFrom(port, ATTACKER, { clientId: 'next', username: 'alice', password: 'alice-pw' });
+    expect(isRefusal(next) ? next : 'connected').toBe('connected');
+    if (!isRefusal(next)) clients.push(next);
+    expect(limited(events, 'concurrent.authPerIp')).toHaveLength(0);
+    expect(limited(events, 'authFailures.perIp')).toHaveLength(0);
+  });
+});
+
 describe('publish flood from one client', () => {
   it('drops QoS 0 beyond the budget (one throttled event per second), and other clients are served', async () => {
     const { url, events } = await start({

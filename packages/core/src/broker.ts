@@ -709,11 +709,11 @@ export class BastionBroker extends EventEmitter {
 
   #authenticated(client: WiredClient, live: LiveClient, username: string | undefined, result: AuthResult, done: (err: Error | null, ok: boolean | null) => void): void {
     if (isDenial(result.verdict)) {
+      live.closeReason = 'denied'; // before the event: its listeners may ask isClosing(live)
       this.#emit('auth.failed', result.control, result.source, { ...live, username: username ?? undefined } as ClientInfo, {
         reason: result.verdict.reason,
         message: result.verdict.message,
       });
-      live.closeReason = 'denied';
       return done(connackError(result.verdict.reason, result.verdict.message ?? result.verdict.reason), false);
     }
     const accepted = () => {

@@ -22,7 +22,7 @@ export class LiveClient implements ClientInfo {
   error: Error | undefined = undefined;
   keepaliveExpired = false;
   /** The Aedes client behind this record, for the helpers below (set at hand-over; never exposed). */
-  [kWire]: { readonly subscriptions: Readonly<Record<string, unknown>> } | undefined = undefined;
+  [kWire]: { readonly subscriptions: Readonly<Record<string, unknown>>; readonly closed: boolean } | undefined = undefined;
   /** A keepalive set by a middleware in onConnect (see setKeepalive); applied before Aedes arms its timer. */
   [kKeepalive]: number | undefined = undefined;
   readonly remoteAddress: string;
@@ -86,4 +86,15 @@ export function hasSubscription(client: ClientInfo, topicFilter: string): boolea
   if (!(client instanceof LiveClient)) return false;
   const subs = client[kWire]?.subscriptions;
   return subs !== undefined && Object.hasOwn(subs, topicFilter);
+}
+
+/**
+ * Is this client's connection closed, or has the broker decided to close it (a refusal at CONNECT,
+ * a failed authentication, a kick)? Works from hand-over on, whether the client got as far as
+ * CONNACK or not: a middleware that counts attempts in flight (from `onConnect` to `onConnected`)
+ * uses it to forget the ones that ended without reaching `onConnected`. False when the core cannot
+ * tell (a `ClientInfo` it did not make).
+ */
+export function isClosing(client: ClientInfo): boolean {
+  return client instanceof LiveClient && (client.closeReason !== undefined || client[kWire]?.closed === true);
 }

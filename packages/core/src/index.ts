@@ -21,6 +21,6 @@ export {
 export type { ProxyEndpoint, ProxyExpectation, ProxyHeader, ProxyParse, ProxyProblem } from './proxy-protocol.js';
 export { normalizeSerial, toClientCertificate } from './certificate.js';
 export { chainOf, runVerdictChain } from './compose.js';
-export { setKeepalive, hasSubscription } from './client.js';
+export { setKeepalive, hasSubscription, isClosing } from './client.js';
 export type { AcceptCheck, AcceptRefusal, ConnectionLimits, ConnectionLimitName } from './connection-limits.js';
 export { BANNED_AT_ACCEPT } from './connection-limits.js';

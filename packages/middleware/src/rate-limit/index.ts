@@ -29,7 +29,7 @@ import type {
   Subscription,
   Verdict,
 } from '@bastion/core';
-import { BANNED_AT_ACCEPT } from '@bastion/core';
+import { BANNED_AT_ACCEPT, isClosing } from '@bastion/core';
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import { KeyedBuckets, clock, newBuckets, take, touchClock, waitFor } from './bucket.js';
 import type { Buckets } from './bucket.js';
@@ -105,6 +105,12 @@ const AUTH_BUDGET_BUSY: Denial = Object.freeze({ denied: true as const, reason: 
 const BANNED: Denial = Object.freeze({ denied: true as const, reason: 'banned' as const, message: 'the address is banned for exceeding rate limits' });
 /** Longest an address whose password checks fill its cap or budget is refused at accept (see busyAtAccept). */
 const AUTH_BUSY_HOLD = 1_000;
+
+interface AuthPending {
+  /** The CONNECTs whose checks are in flight (a few: the caps are small). */
+  readonly clients: ClientInfo[];
+  at: number;
+}
 /** For events of the in-flight authentication cap, which has no rate. */
 const AUTH_SPEC: RateSpec = Object.freeze({ rate: 0, per: 0, burst: 0, consequence: 'refuse' as const, strikes: 0, banFor: 0, maxDelay: 0 });
 const NO_BUDGET: PublishBudget = Object.freeze({ messages: undefined, bytes: undefined });
@@ -195,8 +201,11 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
    * TCP accept, before TLS, without asking the store again.
    */
   const blocked = new Map<string, { until: number; limit: LimitName; spec: RateSpec }>();
-  /** Authentications in progress per address (concurrent.authPerIp, authFailures.perIp): address → { n, at }. */
-  const authPending = new Map<string, { n: number; at: number }>();
+  /**
+   * Password checks in flight per address (concurrent.authPerIp, authFailures.perIp): the CONNECTs
+   * from onConnect to their outcome, and when the last one came.
+   */
+  const authPending = new Map<string, AuthPending>();
   /**
    * This process's count of failed authentications per address in the current authFailures window
    * (a mirror of what it adds to the store, readable synchronously at CONNECT): address → { start, n }.
@@ -377,19 +386,33 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
     if (!blocked.has(ip)) block(ip, now + AUTH_BUSY_HOLD, 'concurrent.authPerIp', AUTH_SPEC);
   };
 
-  /** Failed authentications per address, from the security event bus. */
-  /** A password check of this address ended (it failed, or the client is connected). */
-  const checkEnded = (ip: string) => {
-    const p = authPending.get(ip);
-    if (p === undefined) return;
-    if (--p.n <= 0) authPending.delete(ip);
+  /**
+   * Checks of this address ended: `client` connected, or (no client) some failed or were abandoned.
+   * An attempt that ends without reaching onConnected (failed, the peer hung up meanwhile, a later
+   * middleware refused the CONNECT) is known by isClosing(): it is forgotten here or when the
+   * address next reaches a limit. Returns how many are still in flight.
+   */
+  const checksEnded = (ip: string, p: AuthPending, client?: ClientInfo): number => {
+    const list = p.clients;
+    let k = 0;
+    for (let i = 0; i < list.length; i++) {
+      const c = list[i] as ClientInfo;
+      if (c !== client && !isClosing(c)) list[k++] = c;
+    }
+    if (k === list.length) return k;
+    list.length = k;
+    if (k === 0) authPending.delete(ip);
     // the address may be heard again (a busy hold, not a budget's refusal)
     if (blocked.get(ip)?.spec === AUTH_SPEC) blocked.delete(ip);
+    return k;
   };
 
-  /** Subscribed to auth.failed only. */
+  /** Failed authentications per address, from the security event bus. Subscribed to auth.failed only. */
   const onAuthFailed = (e: { remoteAddress?: string | undefined; listener?: string | undefined }) => {
-    if (e.remoteAddress !== undefined && authPending.size > 0) checkEnded(e.remoteAddress);
+    if (e.remoteAddress !== undefined && authPending.size > 0) {
+      const p = authPending.get(e.remoteAddress);
+      if (p !== undefined) checksEnded(e.remoteAddress, p);
+    }
     const limiter = shared.authFailures;
     const spec = s.authFailures.perIp;
     const ip = e.remoteAddress;
@@ -545,9 +568,17 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
       const ip = client.remoteAddress;
       const now = Date.now();
       let p = authPending.get(ip);
-      // a CONNECT refused later in the chain never reports an outcome: counts older than 30 s lapse
-      if (p !== undefined && now - p.at > 30_000) p.n = 0;
-      if (cap !== undefined && p !== undefined && p.n >= cap) {
+      let n = p === undefined ? 0 : p.clients.length;
+      const f = failures === undefined ? undefined : authFailed.get(ip);
+      const failed = f !== undefined && now - f.start < (failures as RateSpec).per ? f.n : 0;
+      if (p !== undefined && ((cap !== undefined && n >= cap) || (failures !== undefined && failed + n >= failures.rate))) {
+        // at a limit: first forget the attempts that ended without an outcome. A ClientInfo the core
+        // did not make cannot tell (isClosing is false): its attempts lapse 30 s after the last one.
+        if (now - p.at > 30_000) p.clients.length = 0;
+        n = checksEnded(ip, p);
+        if (n === 0) p = undefined;
+      }
+      if (cap !== undefined && n >= cap) {
         addressEvent(client, 'concurrent.authPerIp', 'refuse', AUTH_SPEC, now, 0);
         busyAtAccept(ip, now);
         return AUTH_BUSY;
@@ -556,14 +587,12 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
         // Checks in flight count against the failure budget: each may be one more failure, and a
         // failure is only counted once its scrypt has run. Without this an address with N checks
         // in flight got budget + N password checks per window.
-        const f = authFailed.get(ip);
-        const failed = f !== undefined && now - f.start < failures.per ? f.n : 0;
         if (f !== undefined && failed >= failures.rate) {
           // spent, and the address tries again: what its next failure would do, without the check
           overAuthBudget(ip, client.listener, failures, f.start + failures.per);
           return failures.consequence === 'ban' ? BANNED : REFUSE;
         }
-        if (failed + (p?.n ?? 0) >= failures.rate) {
+        if (failed + n >= failures.rate) {
           addressEvent(client, 'authFailures.perIp', 'refuse', failures, now, 0);
           busyAtAccept(ip, now);
           return AUTH_BUDGET_BUSY;
@@ -571,16 +600,19 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
       }
       if (p === undefined) {
         if (authPending.size > 100_000) authPending.clear();
-        p = { n: 0, at: now };
+        p = { clients: [], at: now };
         authPending.set(ip, p);
       }
-      p.n++;
+      p.clients.push(client);
       p.at = now;
       return undefined;
     },
 
     onConnected(client: ClientInfo): void {
-      if (authPending.size > 0 && client.username !== undefined) checkEnded(client.remoteAddress);
+      if (authPending.size > 0 && client.username !== undefined) {
+        const p = authPending.get(client.remoteAddress);
+        if (p !== undefined) checksEnded(client.remoteAddress, p, client);
+      }
     },
 
     onConnection(conn: ConnectionInfo): Verdict | Promise<Verdict> {
