@@ -16,6 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { USAGE, UsageError, parseFlags } from './lib/args.mjs';
+import { connstorm } from './lib/native.mjs';
 import { makeTlsDir } from './lib/certs.mjs';
 import { cpuBusyPct, cpuDelta, freePort, launch, launchExternal, pinningPlan, readCpuTimes } from './lib/process.mjs';
 import { formatReport } from './lib/report.mjs';
@@ -60,6 +61,15 @@ const targets = flags.targets.map(targetByName).filter((t) => {
 });
 const targetInfo = {};
 const params = flags.params;
+// connection rate over plain TCP: the C generator when it builds (the Node one caps the rate)
+if (flags.generator !== 'node' && flags.scenarios.includes('connrate')) {
+  const built = connstorm();
+  if (built.path !== undefined) params.connstorm = built.path;
+  else if (flags.generator === 'native') {
+    process.stderr.write(`run.mjs: --generator native: ${built.reason}\n`);
+    process.exit(2);
+  } else params.connGeneratorNote = `connrate over TCP used the Node generator: ${built.reason}`;
+}
 const pinning = pinningPlan({ disabled: !flags.pin });
 // A measurement that has not finished by then is recorded as failed (the bench always stops).
 const measureTimeoutMs = Math.max(60_000, params.messages * 2);

@@ -38,6 +38,8 @@ options:
                    jobs on a shared machine disturb fewer measurements; 0 = unchanged)
   --json           print only the JSON result (still written to bench/results/)
   --report FILE    print the table of an earlier run's JSON file again, measuring nothing
+  --generator KIND connection rate over plain TCP: 'native' (bench/native/connstorm.c, compiled with cc
+                   on first use), 'node', or 'auto' (default: native when it builds, else node)
   --cpu-prof DIR   write a V8 CPU profile of each broker process into DIR
                    (<scenario>-<target>-rep<N>-<ms>.cpuprofile; Node targets only)
   -h, --help       this text
@@ -56,6 +58,12 @@ function positiveInt(name, raw, { min = 1, max = Number.MAX_SAFE_INTEGER } = {})
 function niceValue(raw) {
   if (!/^-?\d+$/.test(raw) || Number(raw) < -20 || Number(raw) > 19) throw new UsageError(`--nice wants a whole number from -20 to 19, got '${raw}'`);
   return Number(raw);
+}
+
+function generatorKind(raw) {
+  if (raw === undefined) return 'auto';
+  if (raw !== 'native' && raw !== 'node' && raw !== 'auto') throw new UsageError(`--generator wants native, node or auto, got '${raw}'`);
+  return raw;
 }
 
 function list(name, raw, known, defaults = known) {
@@ -97,6 +105,7 @@ export function parseFlags(argv) {
         json: { type: 'boolean', default: false },
         report: { type: 'string' },
         'cpu-prof': { type: 'string' },
+        generator: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -109,6 +118,7 @@ export function parseFlags(argv) {
     json: v.json,
     report: v.report,
     cpuProf: v['cpu-prof'],
+    generator: generatorKind(v.generator),
     pin: !v['no-pin'],
     nice: v.nice === undefined ? (process.getuid?.() === 0 ? -10 : 0) : niceValue(v.nice),
     reps: positiveInt('reps', v.reps) ?? 3,

@@ -47,7 +47,7 @@ function rowCells(r) {
   ];
 }
 
-function runNotes(summary, pinning, targets = [], samples = []) {
+function runNotes(summary, pinning, targets = [], samples = [], params = undefined) {
   const notes = [];
   const label = (r) => `${r.scenario}/${r.target}`;
   const disturbed = summary.filter((r) => r.otherLoadPct.max >= DISTURBED_PCT);
@@ -108,6 +108,8 @@ function runNotes(summary, pinning, targets = [], samples = []) {
     if (r.failures > 0) notes.push(`${label(r)}: ${r.failures} measurement(s) failed; see the errors in the JSON file.`);
   }
   if (!pinning.enabled) notes.push('not pinned: broker and generator compete for CPU, ratios are less trustworthy.');
+  if (params?.connGeneratorNote) notes.push(params.connGeneratorNote);
+  else if (params?.connstorm && summary.some((r) => r.scenario === 'connrate')) notes.push('connrate over TCP: C generator (bench/native/connstorm.c); over TLS: the Node one.');
   return notes;
 }
 
@@ -150,7 +152,7 @@ export function formatReport(result) {
   out.push("other     = most CPU % other processes took on the broker's or generator's CPU in any rep (/proc/stat).");
   for (const s of result.skippedTargets ?? []) out.push(`skipped   ${s.target}: ${s.reason}`);
 
-  const notes = runNotes(summary, pinning, result.targets, result.samples ?? []);
+  const notes = runNotes(summary, pinning, result.targets, result.samples ?? [], result.params);
   if (notes.length > 0) {
     out.push('');
     out.push('notes:');

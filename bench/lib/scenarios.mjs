@@ -24,6 +24,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { closeAll, connectMany, rawQoS1Publisher, rawSubscriber, spreadAddress } from './raw-mqtt.mjs';
 import { launch } from './process.mjs';
+import { nativeConnectMany } from './native.mjs';
 
 export const DEFAULT_PARAMS = {
   messages: 100_000,
@@ -75,6 +76,7 @@ function rawTlsOpts(conn) {
  * after an outage. value = CONNACKs per second; broker CPU per accepted connection is µs/msg.
  */
 async function prepareConnRate({ conn, params }) {
+  if (params.connstorm !== undefined && conn.transport !== 'tls') return prepareNativeConnRate({ conn, params });
   const tag = `${process.pid.toString(36)}${Date.now().toString(36)}`;
   const tlsOpts = rawTlsOpts(conn);
   const base = { window: params.connWindow, username: conn.username, password: conn.password, tlsOpts, localAddress: conn.spreadSources ? spreadAddress : undefined };
@@ -88,24 +90,53 @@ async function prepareConnRate({ conn, params }) {
   }
   let held = [];
   return {
-    info: {},
+    info: { generator: 'node' },
     async measure() {
       // the warm-up used sources 0…connWarmup-1: go on from there, so each address sees fresh ports
       const r = await connectMany(conn, params.connections, { ...base, clientId: (i) => `c${tag}-${i}`, localAddress: conn.spreadSources ? (i) => spreadAddress(i + params.connWarmup) : undefined });
       held = r.sockets;
-      return {
-        value: r.sockets.length / (r.elapsedMs / 1000),
-        unit: 'conn/s',
-        delivered: r.sockets.length,
-        expected: params.connections,
-        lost: r.failed,
-        errors: r.failed > 0 ? r.errors : undefined,
-        elapsedMs: r.elapsedMs,
-      };
+      return connRateResult(r.sockets.length, r.failed, r.errors, r.elapsedMs, params);
     },
     async close() {
       await closeAll(held);
       held = [];
+    },
+  };
+}
+
+function connRateResult(held, failed, errors, elapsedMs, params) {
+  return {
+    value: held / (elapsedMs / 1000),
+    unit: 'conn/s',
+    delivered: held,
+    expected: params.connections,
+    lost: failed,
+    errors: failed > 0 ? errors : undefined,
+    elapsedMs,
+  };
+}
+
+/** The same over plain TCP with the C generator (bench/native/connstorm.c): the broker sets the pace. */
+async function prepareNativeConnRate({ conn, params }) {
+  const tag = `${process.pid.toString(36)}${Date.now().toString(36)}`;
+  const base = { window: params.connWindow, username: conn.username, password: conn.password, spread: conn.spreadSources };
+  if (params.connWarmup > 0) {
+    const w = await nativeConnectMany(params.connstorm, conn, params.connWarmup, { ...base, idPrefix: `w${tag}-` });
+    await w.close();
+    if (w.failed > 0) throw new Error(`connection warm-up: ${w.failed} of ${params.connWarmup} failed: ${JSON.stringify(w.errors)}`);
+  }
+  let run;
+  return {
+    info: { generator: 'native' },
+    async measure() {
+      // the warm-up used sources 0…connWarmup-1: go on from there, so each address sees fresh ports
+      run = await nativeConnectMany(params.connstorm, conn, params.connections, { ...base, idPrefix: `c${tag}-`, first: params.connWarmup });
+      // the generator's CPU is the C process's, not this one's (which only waits)
+      return { ...connRateResult(run.held, run.failed, run.errors, run.elapsedMs, params), generatorCpu: run.cpu };
+    },
+    async close() {
+      await run?.close();
+      run = undefined;
     },
   };
 }
