@@ -189,7 +189,9 @@ int main(int argc, char **argv) {
         continue;
       }
       c->state = CONNECTING;
-      struct epoll_event ev = {.events = EPOLLOUT, .data.u64 = (uint64_t)i};
+      /* edge-triggered, both directions, registered once: no epoll_ctl between connect and CONNACK
+         (the CONNACK may come in the same wakeup as writability, so reading falls through below) */
+      struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN | EPOLLET, .data.u64 = (uint64_t)i};
       epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
     }
     if (settled >= count) break;
@@ -219,13 +221,10 @@ int main(int argc, char **argv) {
         else {
           size_t plen = connect_packet(packet, prefix, i, keepalive, user, pass);
           if (write(c->fd, packet, plen) != (ssize_t)plen) error = "short write";
-          else {
-            c->state = AWAIT_CONNACK;
-            struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)i};
-            epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
-          }
+          else c->state = AWAIT_CONNACK;
         }
-      } else if (c->state == AWAIT_CONNACK) {
+      }
+      if (!error && c->state == AWAIT_CONNACK && (evs[e].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
         ssize_t r = read(c->fd, c->head + c->got, (size_t)(4 - c->got));
         if (r == 0) error = "closed";
         else if (r < 0) error = errno == EAGAIN ? NULL : strerror(errno);
@@ -241,8 +240,7 @@ int main(int argc, char **argv) {
             failed++, settled++;
             continue;
           } else {
-            /* accepted: held, no longer watched */
-            epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+            /* accepted: held (edge-triggered, so a quiet connection raises no more events) */
             c->state = 0;
             connected++, settled++;
             last = now_ms();
