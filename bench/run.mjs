@@ -126,7 +126,7 @@ async function measureOnce(rep, scenario, target) {
     const brokerArgs = [target.name];
     if (tlsDir) brokerArgs.push('--tls-dir', tlsDir.dir);
     // --expose-gc: the memory scenario reads the heap after a full collection
-    const execArgv = ['--expose-gc'];
+    const execArgv = ['--expose-gc', ...(process.env.BENCH_BROKER_NODE_FLAGS?.split(' ').filter(Boolean) ?? [])];
     if (flags.cpuProf) execArgv.push('--cpu-prof', `--cpu-prof-dir=${flags.cpuProf}`, `--cpu-prof-name=${scenario.name}-${target.name}-rep${rep}-${Date.now()}.cpuprofile`);
     broker = launch(BROKER, brokerArgs, { cpu, name: `broker ${target.name}`, execArgv, nice: flags.nice || undefined });
   }
