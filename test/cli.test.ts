@@ -93,6 +93,29 @@ describe('bastion passwd', () => {
     expect(bastion(['passwd', file, 'bad name'], { input: 'x\n' }).code).toBe(2);
     expect(bastion(['passwd', file, 'bob'], { input: 'short\n' }).code).toBe(1);
   });
+
+  it('--generate makes a device token: printed once on stdout, only its fast hash kept', async () => {
+    const file = path.join(dir, 'devices.txt');
+    const r = bastion(['passwd', file, 'meter-17', '--generate', '--groups', 'meters']);
+    expect(r.code, r.stderr).toBe(0);
+    const token = r.stdout.trim();
+    expect(token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(r.stderr).toContain('added user meter-17');
+    expect(r.stderr).not.toContain(token);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(readFileSync(file, 'utf8')).not.toContain(token);
+    const meter = (await readUsersFile(file)).get('meter-17')!;
+    expect(meter.hash).toMatch(/^\$sha256\$/);
+    expect(meter.groups).toEqual(['meters']);
+    expect(await verifyPassword(meter.hash, token)).toBe(true);
+    expect(await verifyPassword(meter.hash, `${token.slice(0, -1)}x`)).toBe(false);
+    // a second --generate replaces it: the old token stops working
+    const next = bastion(['passwd', file, 'meter-17', '--generate']).stdout.trim();
+    expect(next).not.toBe(token);
+    const replaced = (await readUsersFile(file)).get('meter-17')!;
+    expect(await verifyPassword(replaced.hash, token)).toBe(false);
+    expect(await verifyPassword(replaced.hash, next)).toBe(true);
+  });
 });
 
 describe('bastion certs', () => {

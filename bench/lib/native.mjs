@@ -38,8 +38,9 @@ export function connstorm() {
  * flight, holding the accepted ones. Resolves with what connectMany (raw-mqtt.mjs) reports, plus
  * the generator's CPU over the timed part and close(), which disconnects them all.
  */
-export function nativeConnectMany(binary, conn, count, { window, idPrefix, username, password, keepalive = 60, spread, first = 0 }) {
-  const args = [conn.host, String(conn.port), String(count), String(window), idPrefix, String(keepalive), spread ? '1' : '0', String(first)];
+export function nativeConnectMany(binary, conn, count, { window, idPrefix, username, password, keepalive = 60, spread, first = 0, prefixArgs = [] }) {
+  // prefixArgs: when `binary` is a wrapper (taskset -c 1 …), its arguments before ours
+  const args = [...prefixArgs, conn.host, String(conn.port), String(count), String(window), idPrefix, String(keepalive), spread ? '1' : '0', String(first)];
   if (username !== undefined || password !== undefined) args.push(username ?? '', password ?? '');
   const child = spawn(binary, args, { stdio: ['pipe', 'pipe', 'inherit'] });
   const exited = new Promise((resolve) => child.once('exit', resolve));

@@ -10,6 +10,7 @@
  * Usage: connstorm HOST PORT COUNT WINDOW ID_PREFIX KEEPALIVE SPREAD FIRST [USERNAME PASSWORD]
  *   SPREAD 1: connection i binds to loopback source 127.0.(1+k/250).(1+k%250), k = (FIRST+i) % 1000
  *   (the same fleet spread as bench/lib/raw-mqtt.mjs spreadAddress), 0: the kernel picks.
+ *   A "{i}" in USERNAME becomes the connection number: one user per device (bench/cold-fleet.mjs).
  * Opens COUNT connections with at most WINDOW handshakes (TCP connect to CONNACK) in flight and
  * holds each one accepted. When all have answered it prints one JSON line on stdout:
  *   {"connected":N,"failed":N,"errors":{"returnCode 5":N,…},"elapsedMs":F,"userUs":N,"systemUs":N}
@@ -85,6 +86,12 @@ static size_t put_field(unsigned char *p, const char *s, size_t n) {
 static size_t connect_packet(unsigned char *buf, const char *prefix, long i, int keepalive, const char *user, const char *pass) {
   char id[128];
   int idn = snprintf(id, sizeof id, "%s%ld", prefix, i);
+  char named[1100];
+  const char *mark = user ? strstr(user, "{i}") : NULL;
+  if (mark) {
+    snprintf(named, sizeof named, "%.*s%ld%s", (int)(mark - user), user, i, mark + 3);
+    user = named;
+  }
   size_t len = 10 + 2 + (size_t)idn;
   unsigned char flags = 0x02;
   if (user) flags |= 0x80, len += 2 + strlen(user);

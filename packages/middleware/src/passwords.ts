@@ -14,7 +14,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import type { Accepted, AuthVerdict, BrokerContext, ClientInfo, Credentials, Middleware } from '@bastion/core';
 import { accept, deny } from '@bastion/core';
 import { KdfBusyError } from './kdf-pool.js';
-import { DEFAULT_COST, hashPassword, readUsersFile, verifyPassword } from './users-file.js';
+import { DEFAULT_COST, generateDeviceToken, hashDeviceToken, hashPassword, isDeviceTokenHash, readUsersFile, verifyDeviceToken, verifyPassword } from './users-file.js';
 import type { UserRecord } from './users-file.js';
 
 export interface PasswordAuthOptions {
@@ -55,6 +55,15 @@ export function passwordAuth(opts: PasswordAuthOptions): PasswordAuth {
   let ctx: BrokerContext | undefined;
   let watcher: FSWatcher | undefined;
   let dummyHash = '';
+  /** For an unknown username: a token hash to check against when no user has a password (scrypt). */
+  const dummyToken = hashDeviceToken(generateDeviceToken());
+  /** Does any user have a scrypt password? If not, an unknown user is checked like a token. */
+  let anyPassword = false;
+  const scanKinds = () => {
+    anyPassword = false;
+    for (const u of users.values()) if (!isDeviceTokenHash(u.hash)) return void (anyPassword = true);
+  };
+  scanKinds();
 
   const prefixOf = (hash: string) => sha('sha256', Buffer.concat([processKey, Buffer.from(hash, 'utf8')]), 'buffer');
   const proof = (prefix: Buffer, password: Buffer) => sha('sha256', Buffer.concat([prefix, password]), 'buffer');
@@ -85,6 +94,7 @@ export function passwordAuth(opts: PasswordAuthOptions): PasswordAuth {
     for (const [name, hash] of revoked) if (next.get(name)?.hash === hash) next.delete(name);
     const before = users;
     users = next;
+    scanKinds();
     if (!ctx) return;
     // Removed users and changed passwords end their sessions (RS.RP-2).
     const gone = new Set<string>();
@@ -106,6 +116,7 @@ export function passwordAuth(opts: PasswordAuthOptions): PasswordAuth {
       dummyHash = await hashPassword(randomBytes(16), DEFAULT_COST);
       if (opts.file) {
         users = await readUsersFile(opts.file);
+        scanKinds();
         if (opts.watch !== false) {
           let timer: NodeJS.Timeout | undefined;
           watcher = watch(opts.file, { persistent: false }, () => {
@@ -143,6 +154,16 @@ export function passwordAuth(opts: PasswordAuthOptions): PasswordAuth {
       if (creds.username === undefined) return undefined; // this factor was not presented
       if (creds.password === undefined) return NO_PASSWORD;
       const user = users.get(creds.username);
+      // A device token is checked at once (one SHA-256): nothing to remember, no thread to wait for.
+      // An unknown user costs what a known one would: a token check when every user has a token,
+      // else a scrypt (a file mixing both tells, by timing, which names hold tokens).
+      if (user === undefined ? !anyPassword : isDeviceTokenHash(user.hash)) {
+        if (user === undefined) {
+          verifyDeviceToken(dummyToken, creds.password);
+          return BAD;
+        }
+        return verifyDeviceToken(user.hash, creds.password) ? accept('password', user.username, user.groups) : BAD;
+      }
       if (user !== undefined) {
         const known = verified.get(user.username);
         // same hash: the cache entry belongs to the current password, and the user record to it
