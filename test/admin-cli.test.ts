@@ -145,6 +145,18 @@ describe('bastion admin', () => {
     expect(isRefusal(await tryConnect(`mqtt://127.0.0.1:${mqttPort}`, { clientId: 'carol-2', username: 'carol', password: 'carol-password' }))).toBe(true);
   });
 
+  it('users add --generate prints the device token alone on stdout; the device connects with it', async () => {
+    const add = bastion(['admin', 'users', 'add', 'meter-3', '--generate', '--url', adminUrl, '--token-file', tokenFile]);
+    expect(add.code, add.stderr).toBe(0);
+    const token = add.stdout.trim();
+    expect(token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(add.stderr).toContain('added user meter-3 with a device token');
+    expect(readFileSync(path.join(dir, 'users.txt'), 'utf8')).toMatch(/^meter-3:\$sha256\$/m);
+    clients.push(await connect(`mqtt://127.0.0.1:${mqttPort}`, { clientId: 'meter-3', username: 'meter-3', password: token }));
+    expect(running!.output()).not.toContain(token);
+    expect(bastion(['admin', 'users', 'remove', 'meter-3', '--url', adminUrl, '--token-file', tokenFile]).code).toBe(0);
+  });
+
   it('errors: no token → one line, exit 1; an API error → one line, exit 1; a bad flag or a missing argument → exit 2; there is no --token flag', () => {
     const none = bastion(['admin', 'clients', '--url', adminUrl], { env: { BASTION_ADMIN_TOKEN: '' } });
     expect(none.code).toBe(1);

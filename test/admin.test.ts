@@ -482,6 +482,39 @@ describe('admin API: users', () => {
     expect(actions).toEqual(expect.arrayContaining([['users.add', 'PR.AC-3'], ['users.password', 'RS.RP-2'], ['users.remove', 'RS.RP-2']]));
     expect(JSON.stringify(events)).not.toMatch(/carol-(new-)?password/);
   });
+
+  it('generates device tokens: returned once, only their hash on disk; a new token ends the sessions of the old one', async () => {
+    const { api, events, mqttUrl } = await start();
+    const add = await call(api, 'POST', '/v1/users', { token: OPS, body: { username: 'meter-9', token: true, groups: ['meters'] } });
+    expect(add.status).toBe(201);
+    expect(add.json.user).toEqual({ username: 'meter-9', groups: ['meters'] });
+    const token = add.json.token as string;
+    expect(token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect((await readUsersFile(usersFile)).get('meter-9')?.hash).toMatch(/^\$sha256\$/);
+    expect(readFileSync(usersFile, 'utf8')).not.toContain(token);
+    const meter = await mqttClient(mqttUrl('tcp'), { clientId: 'meter-9', username: 'meter-9', password: token });
+
+    const kicked = closed(meter);
+    const renew = await call(api, 'POST', '/v1/users/meter-9/password', { token: OPS, body: { token: true } });
+    expect(renew.status).toBe(200);
+    expect(renew.json).toMatchObject({ username: 'meter-9', disconnected: 1 });
+    const next = renew.json.token as string;
+    expect(next).not.toBe(token);
+    await kicked;
+    expect(isRefusal(await tryConnect(mqttUrl('tcp'), { clientId: 'meter-9', username: 'meter-9', password: token }))).toBe(true);
+    await mqttClient(mqttUrl('tcp'), { clientId: 'meter-9', username: 'meter-9', password: next });
+
+    // one of the two, not both, not neither
+    for (const body of [{ username: 'x-1', password: 'a-password-1', token: true }, { username: 'x-1' }, { username: 'x-1', token: false }]) {
+      const bad = await call(api, 'POST', '/v1/users', { token: OPS, body });
+      expect(bad.status, JSON.stringify(body)).toBe(400);
+    }
+    // the tokens are in the two responses only: not in events (the audit log's source) nor the log
+    expect(JSON.stringify(events)).not.toContain(token);
+    expect(JSON.stringify(events)).not.toContain(next);
+    const added = events.find((e) => e.type === 'admin.action' && e.detail?.action === 'users.add');
+    expect(added?.detail).toMatchObject({ username: 'meter-9', credential: 'device-token' });
+  });
 });
 
 describe('admin API: bans', () => {

@@ -131,14 +131,17 @@ export class AdminClient {
   users() {
     return this.request<{ users: Array<{ username: string; groups: string[]; sessions: number }> }>('GET', '/v1/users');
   }
-  addUser(username: string, password: string, groups?: string[]) {
-    return this.request<Record<string, unknown>>('POST', '/v1/users', groups === undefined ? { username, password } : { username, password, groups });
+  /** `password: undefined`: the broker generates a device token and returns it (`token`), once. */
+  addUser(username: string, password: string | undefined, groups?: string[]) {
+    const secret = password === undefined ? { token: true } : { password };
+    return this.request<{ user: { username: string; groups: string[] }; token?: string }>('POST', '/v1/users', groups === undefined ? { username, ...secret } : { username, ...secret, groups });
   }
   removeUser(username: string) {
     return this.request<{ removed: string; disconnected: number }>('DELETE', `/v1/users/${encodeURIComponent(username)}`);
   }
-  setPassword(username: string, password: string) {
-    return this.request<{ username: string; disconnected: number }>('POST', `/v1/users/${encodeURIComponent(username)}/password`, { password });
+  /** `password: undefined`: a new generated device token, returned once (`token`). */
+  setPassword(username: string, password: string | undefined) {
+    return this.request<{ username: string; disconnected: number; token?: string }>('POST', `/v1/users/${encodeURIComponent(username)}/password`, password === undefined ? { token: true } : { password });
   }
   /** Lockdown state, blocked topics and the response engine's action records (oldest first). */
   responses() {

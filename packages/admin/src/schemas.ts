@@ -13,13 +13,14 @@ export const password = z.string().min(8, 'a password needs at least 8 character
 
 const group = z.string().regex(/^[^\s:,]+$/, 'a group is one word without spaces, ":" or ","');
 
-export const newUserBody = z.strictObject({
-  username,
-  password,
-  groups: z.array(group).max(64).optional(),
-});
+/** A password, or `token: true` for a device token the broker generates (returned once). */
+const secret = { password: password.optional(), token: z.literal(true).optional() };
+const oneSecret = (b: { password?: string | undefined; token?: true | undefined }) => (b.password === undefined) !== (b.token === undefined);
+const ONE_SECRET = { message: 'give either "password" or "token": true (a generated device token)', path: ['password'] };
 
-export const passwordBody = z.strictObject({ password });
+export const newUserBody = z.strictObject({ username, groups: z.array(group).max(64).optional(), ...secret }).refine(oneSecret, ONE_SECRET);
+
+export const passwordBody = z.strictObject(secret).refine(oneSecret, ONE_SECRET);
 
 /** "permanent", a duration like "15m" / "24h" / "1h30m", or milliseconds. */
 export const banDuration = z

@@ -4,10 +4,20 @@
  * of a removed user or of a user whose password changed. Changes are serialized: each one reads the
  * file afresh, so an edit made meanwhile with `bastion passwd` is kept.
  */
-import { hashPassword, readUsersFile, writeUsersFile } from '@bastion/middleware';
+import { generateDeviceToken, hashDeviceToken, hashPassword, readUsersFile, writeUsersFile } from '@bastion/middleware';
 import type { UserRecord } from '@bastion/middleware';
 import { HttpError } from './http.js';
 import type { PasswordsControl } from './host.js';
+
+/** What a user authenticates with: a password, or a device token the broker generates. */
+export type Secret = { readonly password: string } | { readonly token: true };
+
+/** The hash to store, and the generated token (to hand out once) when there is one. */
+async function hashOf(secret: Secret): Promise<{ hash: string; token?: string }> {
+  if ('password' in secret) return { hash: await hashPassword(secret.password) };
+  const token = generateDeviceToken();
+  return { hash: hashDeviceToken(token), token };
+}
 
 export class UsersStore {
   readonly file: string;
@@ -22,11 +32,15 @@ export class UsersStore {
     return [...(await this.#read()).values()];
   }
 
-  add(username: string, password: string, groups: readonly string[], live: PasswordsControl | undefined): Promise<void> {
+  /** Resolves with the generated token when `secret` asked for one. */
+  add(username: string, secret: Secret, groups: readonly string[], live: PasswordsControl | undefined): Promise<string | undefined> {
+    let token: string | undefined;
     return this.#change(live, async (users) => {
       if (users.has(username)) throw new HttpError(409, 'conflict', `user "${username}" exists; change its password with POST /v1/users/${encodeURIComponent(username)}/password`);
-      users.set(username, { username, hash: await hashPassword(password), groups: [...groups] });
-    });
+      const h = await hashOf(secret);
+      token = h.token;
+      users.set(username, { username, hash: h.hash, groups: [...groups] });
+    }).then(() => token);
   }
 
   remove(username: string, live: PasswordsControl | undefined): Promise<void> {
@@ -35,12 +49,16 @@ export class UsersStore {
     });
   }
 
-  setPassword(username: string, password: string, live: PasswordsControl | undefined): Promise<void> {
+  /** Resolves with the generated token when `secret` asked for one. */
+  setPassword(username: string, secret: Secret, live: PasswordsControl | undefined): Promise<string | undefined> {
+    let token: string | undefined;
     return this.#change(live, async (users) => {
       const u = users.get(username);
       if (!u) throw new HttpError(404, 'not-found', `no user "${username}"`);
-      users.set(username, { ...u, hash: await hashPassword(password) });
-    });
+      const h = await hashOf(secret);
+      token = h.token;
+      users.set(username, { ...u, hash: h.hash });
+    }).then(() => token);
   }
 
   async #read(): Promise<Map<string, UserRecord>> {

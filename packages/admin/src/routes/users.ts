@@ -39,9 +39,15 @@ export const userRoutes: Route[] = [
     body: true,
     async handle(ctx) {
       const s = store(ctx);
-      const { username, password, groups } = parseBody(newUserBody, ctx.body);
-      await s.add(username, password, groups ?? [], passwordsOf(ctx.host));
-      return { status: 201, body: { user: { username, groups: groups ?? [] } }, message: `user ${username} added`, detail: { username, groups: groups ?? [] } };
+      const { username, password, token, groups } = parseBody(newUserBody, ctx.body);
+      const generated = await s.add(username, token ? { token } : { password: password as string }, groups ?? [], passwordsOf(ctx.host));
+      // a generated token is in this response only: never in the event, the log or the file
+      return {
+        status: 201,
+        body: { user: { username, groups: groups ?? [] }, ...(generated === undefined ? {} : { token: generated }) },
+        message: `user ${username} added`,
+        detail: { username, groups: groups ?? [], credential: generated === undefined ? 'password' : 'device-token' },
+      };
     },
   },
   {
@@ -66,10 +72,15 @@ export const userRoutes: Route[] = [
     async handle(ctx) {
       const s = store(ctx);
       const username = ctx.params.name as string;
-      const { password } = parseBody(passwordBody, ctx.body);
+      const { password, token } = parseBody(passwordBody, ctx.body);
       const sessions = sessionsOf(ctx, username);
-      await s.setPassword(username, password, passwordsOf(ctx.host));
-      return { status: 200, body: { username, disconnected: sessions }, message: `password of ${username} changed`, detail: { username, disconnected: sessions } };
+      const generated = await s.setPassword(username, token ? { token } : { password: password as string }, passwordsOf(ctx.host));
+      return {
+        status: 200,
+        body: { username, disconnected: sessions, ...(generated === undefined ? {} : { token: generated }) },
+        message: `password of ${username} changed`,
+        detail: { username, disconnected: sessions, credential: generated === undefined ? 'password' : 'device-token' },
+      };
     },
   },
 ];
