@@ -609,7 +609,8 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
     },
 
     onConnected(client: ClientInfo): void {
-      if (authPending.size > 0 && client.username !== undefined) {
+      // whatever it authenticated as (a claimed username may end as a certificate identity, or none)
+      if (authPending.size > 0) {
         const p = authPending.get(client.remoteAddress);
         if (p !== undefined) checksEnded(client.remoteAddress, p, client);
       }
