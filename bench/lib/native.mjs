@@ -26,11 +26,19 @@ export function connstorm() {
     /* not built yet */
   }
   mkdirSync(path.dirname(BINARY), { recursive: true });
-  const cc = process.env.CC || 'cc';
-  const r = spawnSync(cc, ['-O2', '-o', BINARY, SOURCE], { encoding: 'utf8' });
-  if (r.error) return { reason: `no C compiler (${cc}: ${r.error.code ?? r.error.message}); on Debian: apt-get install build-essential` };
-  if (r.status !== 0) return { reason: `${cc} failed to build ${path.relative(process.cwd(), SOURCE)}: ${r.stderr.trim().split('\n').slice(-3).join(' / ')}` };
-  return { path: BINARY };
+  // the first compiler there is: $CC, cc, gcc, clang, or g++ told the source is C
+  const compilers = [...(process.env.CC ? [[process.env.CC]] : []), ['cc'], ['gcc'], ['clang'], ['g++', '-x', 'c']];
+  const missing = [];
+  for (const [cc, ...lang] of compilers) {
+    const r = spawnSync(cc, ['-O2', ...lang, '-o', BINARY, SOURCE], { encoding: 'utf8' });
+    if (r.error) {
+      missing.push(cc);
+      continue;
+    }
+    if (r.status !== 0) return { reason: `${cc} failed to build ${path.relative(process.cwd(), SOURCE)}: ${r.stderr.trim().split('\n').slice(-3).join(' / ')}` };
+    return { path: BINARY };
+  }
+  return { reason: `no C compiler (tried ${missing.join(', ')}); on Debian: apt-get install build-essential` };
 }
 
 /**
