@@ -5,7 +5,7 @@
  * ~30 µs (the kernel's share), so the broker sets the pace.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, statSync } from 'node:fs';
+import { mkdirSync, renameSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -30,12 +30,15 @@ export function connstorm() {
   const compilers = [...(process.env.CC ? [[process.env.CC]] : []), ['cc'], ['gcc'], ['clang'], ['g++', '-x', 'c']];
   const missing = [];
   for (const [cc, ...lang] of compilers) {
-    const r = spawnSync(cc, ['-O2', ...lang, '-o', BINARY, SOURCE], { encoding: 'utf8' });
+    // built beside it and renamed: a half-written binary is never taken for a built one
+    const tmp = `${BINARY}.${process.pid}.tmp`;
+    const r = spawnSync(cc, ['-O2', ...lang, '-o', tmp, SOURCE], { encoding: 'utf8' });
     if (r.error) {
       missing.push(cc);
       continue;
     }
     if (r.status !== 0) return { reason: `${cc} failed to build ${path.relative(process.cwd(), SOURCE)}: ${r.stderr.trim().split('\n').slice(-3).join(' / ')}` };
+    renameSync(tmp, BINARY);
     return { path: BINARY };
   }
   return { reason: `no C compiler (tried ${missing.join(', ')}); on Debian: apt-get install build-essential` };
