@@ -261,6 +261,21 @@ describe('security events', () => {
     offTyped();
     expect(bus.wants('client.connected')).toBe(true);
   });
+
+  it("a withheld delivery reaches a 'security' listener that has no bus subscription", async () => {
+    const noReading: Middleware = { name: 'no-reading', controls: ['PR.AC-5'], authorizeForward: (_c, p) => !p.topic.startsWith('secret/') };
+    broker = await createCoreBroker({ listeners: [{ transport: 'mqtt', port: 0 }], middleware: [noReading], logger: silent });
+    const url = `mqtt://127.0.0.1:${Object.values(broker.addresses())[0]!.port}`;
+    const seen: SecurityEvent[] = [];
+    broker.on('security', (e: SecurityEvent) => seen.push(e));
+    expect(broker.events.listening).toBe(false);
+    const sub = await client(url, { clientId: 'reader' });
+    await sub.subscribeAsync('#');
+    const pub = await client(url, { clientId: 'writer' });
+    await pub.publishAsync('secret/plan', 'x', { qos: 1 });
+    await waitFor(() => seen.some((e) => e.type === 'forward.denied'), 2000, 'forward.denied');
+    expect(seen.find((e) => e.type === 'forward.denied')).toMatchObject({ clientId: 'reader', topic: 'secret/plan', source: 'no-reading' });
+  });
 });
 
 describe('passwords', () => {

@@ -113,6 +113,10 @@ const LEVEL_OF = Object.assign(Object.create(null) as Record<string, 'debug' | '
   'packet.rejected': 'warn',
 } as const);
 
+function levelOf(type: string): 'debug' | 'info' | 'warn' {
+  return LEVEL_OF[type] ?? (type.endsWith('.denied') || type.endsWith('.refused') ? 'warn' : 'info');
+}
+
 /** An error Aedes understands as a CONNACK refusal. */
 function connackError(reason: DenyReason, message: string): Error & { returnCode: number } {
   const err = new Error(message) as Error & { returnCode: number };
@@ -447,6 +451,11 @@ export class BastionBroker extends EventEmitter {
     };
   }
 
+  /** Would an event of this type reach anyone: the bus, a 'security' listener, or the log at its level? */
+  #wanted(type: SecurityEventType): boolean {
+    return this.events.wants(type) || this.listenerCount('security') > 0 || this.logger.isLevelEnabled(levelOf(type));
+  }
+
   /** Build and emit a security event (and log it). Only called on decisions, never per allowed message. */
   #emit(
     type: SecurityEventType,
@@ -458,8 +467,8 @@ export class BastionBroker extends EventEmitter {
     // Connection lifecycle events log at debug: an info line per CONNECT cost more than the CONNECT
     // itself on a fleet reconnect (the audit log records them when it is on). Nobody wanting this
     // type and the level off: the event is not even built.
-    const level = LEVEL_OF[type] ?? (type.endsWith('.denied') || type.endsWith('.refused') ? 'warn' : 'info');
-    if (!this.events.wants(type) && this.listenerCount('security') === 0 && !this.logger.isLevelEnabled(level)) return;
+    if (!this.#wanted(type)) return;
+    const level = levelOf(type);
     const event: SecurityEvent = {
       type,
       time: Date.now(),
@@ -870,7 +879,8 @@ export class BastionBroker extends EventEmitter {
         this.logger.error({ err, middleware: owner?.name }, 'authorizeForward failed; delivery withheld');
       }
       if (ok === false) {
-        if (this.events.wants('forward.denied')) {
+        // per denied delivery: not even the arguments unless the event would go somewhere
+        if (this.#wanted('forward.denied')) {
           const owner = this.#chains.forwardOwners[i];
           this.#emit('forward.denied', owner?.controls[0] ?? 'PR.AC-5', owner?.name ?? CORE, live, { topic: packet.topic, reason: 'not-authorized' });
         }
