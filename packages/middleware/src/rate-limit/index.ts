@@ -574,8 +574,10 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimit {
       if (p !== undefined && ((cap !== undefined && n >= cap) || (failures !== undefined && failed + n >= failures.rate))) {
         // at a limit: first forget the attempts that ended without an outcome. A ClientInfo the core
         // did not make cannot tell (isClosing is false): its attempts lapse 30 s after the last one.
-        if (now - p.at > 30_000) p.clients.length = 0;
-        n = checksEnded(ip, p);
+        if (now - p.at > 30_000) {
+          authPending.delete(ip);
+          n = 0;
+        } else n = checksEnded(ip, p);
         if (n === 0) p = undefined;
       }
       if (cap !== undefined && n >= cap) {
