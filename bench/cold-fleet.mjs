@@ -84,7 +84,8 @@ if (process.argv[2] === '--broker') {
 /** One fresh broker, one storm of `devices` first logins. */
 async function once(k, binary, devices, pin) {
   const script = fileURLToPath(import.meta.url);
-  const argv = [process.execPath, script, '--broker', k.file];
+  const flags = process.env.BENCH_BROKER_NODE_FLAGS?.split(' ').filter(Boolean) ?? []; // as in run.mjs
+  const argv = [process.execPath, ...flags, script, '--broker', k.file];
   const child = spawn(pin ? 'taskset' : argv[0], pin ? ['-c', '0', ...argv] : argv.slice(1), { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
   const next = async () => JSON.parse((await lines.next()).value);
