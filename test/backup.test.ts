@@ -17,7 +17,7 @@ import { openStore, Keyring, type Store } from '@bastion/persistence';
 import type { ProfileInput } from '@bastion/profile';
 import { progressBar } from '../packages/cli/src/commands/backup.js';
 import { BIN, bastion } from './support/cli.js';
-import { connect, collect } from './support/mqtt.js';
+import { connect, collectCount } from './support/mqtt.js';
 import { containing, keyFile, scanAll, tempDir, uniquePrefix, type RawValue } from './support/persistence.js';
 
 const silent = pino({ level: 'silent' });
@@ -111,12 +111,12 @@ describe('bastion backup / restore', () => {
     const restored = await start(target, key.path);
     const back = mqtt.connect(restored.url, { clientId: 'bk-sub', clean: false, reconnectPeriod: 0, protocolVersion: 4 });
     clients.push(back);
-    const queued = collect(back, 1500);
+    const queued = collectCount(back, 5);
     const connack = await new Promise<{ sessionPresent: boolean }>((res) => back.once('connect', (p) => res(p as { sessionPresent: boolean })));
     expect(connack.sessionPresent).toBe(true);
     expect((await queued).map((m) => m.payload)).toEqual([0, 1, 2, 3, 4].map((i) => `backup-plaintext-q${i}`));
     const late = await client(restored.url);
-    const got = collect(late, 600);
+    const got = collectCount(late, 2);
     await late.subscribeAsync('bk/retained/#');
     expect((await got).map((m) => m.payload).sort()).toEqual(['backup-plaintext-r1', 'backup-plaintext-r2']);
   }, 60_000);

@@ -56,6 +56,31 @@ export async function collect(client: MqttClient, ms: number): Promise<Array<{ t
   return out;
 }
 
+/**
+ * Messages the client receives until `count` have arrived, plus `settleMs` more (so an extra one
+ * still shows), or until `maxMs` (then whatever came). Unlike collect(), a slow machine only makes it
+ * wait longer: the window ends on what arrived, not on a fixed time.
+ */
+export async function collectCount(client: MqttClient, count: number, maxMs = 10_000, settleMs = 200): Promise<Array<{ topic: string; payload: string }>> {
+  const out: Array<{ topic: string; payload: string }> = [];
+  await new Promise<void>((resolve) => {
+    const max = setTimeout(done, maxMs);
+    let settle: NodeJS.Timeout | undefined;
+    function on(topic: string, payload: Buffer) {
+      out.push({ topic, payload: payload.toString() });
+      if (out.length === count) settle = setTimeout(done, settleMs);
+    }
+    function done() {
+      clearTimeout(max);
+      clearTimeout(settle);
+      client.off('message', on);
+      resolve();
+    }
+    client.on('message', on);
+  });
+  return out;
+}
+
 /** Resolve when the client's connection closes (or reject after ms). */
 export function closed(client: MqttClient, ms = 3000): Promise<void> {
   return new Promise((resolve, reject) => {
