@@ -523,7 +523,9 @@ describe('admin API: bans', () => {
     const device = await mqttClient(mqttUrl('tcp'), { clientId: 'dev-7', username: 'alice', password: 'alice-password' });
     const other = await mqttClient(mqttUrl('tcp'), { clientId: 'bob-1', username: 'bob', password: 'bob-password' });
     const gone = closed(device);
-    const r = await call(api, 'POST', '/v1/bans', { token: OPS, body: { clientId: 'dev-7', duration: '1500ms', reason: 'flooding' } });
+    // the kick, the refused reconnect (a password check) and the listing below must all fit in the ban,
+    // with room for a loaded machine (1500 ms was tight); the test then waits out the rest
+    const r = await call(api, 'POST', '/v1/bans', { token: OPS, body: { clientId: 'dev-7', duration: '2500ms', reason: 'flooding' } });
     expect(r.status).toBe(201);
     expect(r.json.ban).toMatchObject({ clientId: 'dev-7', reason: 'flooding', actor: 'admin token:ops', expiresAt: expect.any(String) });
     await gone;

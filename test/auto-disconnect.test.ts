@@ -207,7 +207,7 @@ describe('maximum connection age', () => {
     const enforced = events.filter((e) => e.type === 'disconnect.enforced');
     expect(enforced.every((e) => e.reason === 'max-age' && e.control === 'PR.SS-7')).toBe(true);
     const ages = enforced.map((e) => (e.detail as { age: number }).age);
-    expect(ages.every((a) => a > 500 && a <= 1000)).toBe(true);
+    expect(ages.every((a) => a >= 500 && a <= 1000)).toBe(true); // round(1000 × (1 − random × 0.5)): 500 itself can come up
     expect(new Set(ages).size).toBeGreaterThan(1); // not all at once
     // reconnecting works (fresh handshake)
     await works(url, 'after-age');

@@ -23,6 +23,8 @@ import { containing, keyFile, scanAll, tempDir, uniquePrefix } from './support/p
 
 const silent = pino({ level: 'silent' });
 const redisUrl = inject('redisUrl');
+/** Generous, as in cluster-state.test.ts: a change takes a Redis round trip; a loaded test machine must not fail it. */
+const SOON = 5000;
 const dir = tempDir('cluster');
 let raw: Redis;
 const running: Running[] = [];
@@ -166,19 +168,19 @@ describe('the cluster-state channel', () => {
     return { broker, bans, events, url: `mqtt://127.0.0.1:${Object.values(broker.addresses())[0]!.port}` };
   }
 
-  it('a ban set on node A is in force on node B within a second, and lifting it lifts it there too', async () => {
+  it('a ban set on node A is in force on node B within seconds, and lifting it lifts it there too', async () => {
     const prefix = uniquePrefix('bans');
     const key = keyFile(dir, 'bans.key');
     const A = await inProcessNode(prefix, key.path);
     const B = await inProcessNode(prefix, key.path);
     const victim = await client(B.url, { clientId: 'victim', reconnectPeriod: 0 });
     const bystander = await client(B.url, { clientId: 'bystander' });
-    const kicked = closed(victim, 1000);
+    const kicked = closed(victim, SOON);
 
     const t0 = Date.now();
     A.bans.ban({ clientId: 'victim' }, { duration: 60_000, reason: 'test', actor: 'operator' });
     await kicked; // B closed the victim's session
-    await waitFor(() => B.bans.check({ clientId: 'victim' }) !== undefined, 1000 - (Date.now() - t0), 'the ban on B');
+    await waitFor(() => B.bans.check({ clientId: 'victim' }) !== undefined, SOON - (Date.now() - t0), 'the ban on B');
     const again = await tryConnect(B.url, { clientId: 'victim' });
     expect(isRefusal(again)).toBe(true);
     expect(bystander.connected).toBe(true); // the legitimate client keeps working
@@ -190,14 +192,14 @@ describe('the cluster-state channel', () => {
     expect(A.bans.list()).toHaveLength(1); // not echoed back as a second ban
 
     A.bans.unban(A.bans.list()[0]!.id, 'operator');
-    await waitFor(() => B.bans.list().length === 0, 1000, 'the unban on B');
+    await waitFor(() => B.bans.list().length === 0, SOON, 'the unban on B');
     const welcome = await tryConnect(B.url, { clientId: 'victim' });
     expect(isRefusal(welcome)).toBe(false);
     if (!isRefusal(welcome)) clients.push(welcome);
 
     // and the other way round
     B.bans.ban({ username: 'mallory' });
-    await waitFor(() => A.bans.check({ username: 'mallory' }) !== undefined, 1000, 'the ban on A');
+    await waitFor(() => A.bans.check({ username: 'mallory' }) !== undefined, SOON, 'the ban on A');
   }, 30_000);
 
   it('publish/subscribe between nodes; forged, foreign-key, stale and replayed messages are dropped and reported', async () => {

@@ -221,10 +221,15 @@ describe('DE.PM-1 client availability', () => {
     const plcClosed = closed(plc, 5000);
     plc.publish('plant/plc-1/heartbeat', '1');
     // plc-1 goes quiet but stays connected: detected as not publishing, and kicked by the rule
-    await waitFor(() => detections(events, 'availability').some((e) => e.clientId === 'plc-1'), 5000, 'plc-1 detection');
-    expect(detections(events, 'availability').find((e) => e.clientId === 'plc-1')).toMatchObject({ control: 'DE.PM-1', detail: { evidence: { state: 'not-publishing' } } });
+    // looked up by state: on a slow machine plc-1's login can outlast the interval, and its first
+    // detection (and disconnect, of nobody) is then a not-connected one before it came
+    const quiet = () => detections(events, 'availability').find((e) => e.clientId === 'plc-1' && (e.detail as { evidence?: { state?: string } }).evidence?.state === 'not-publishing');
+    await waitFor(() => quiet() !== undefined, 5000, 'plc-1 detection');
+    expect(quiet()).toMatchObject({ control: 'DE.PM-1', detail: { evidence: { state: 'not-publishing' } } });
     await plcClosed;
-    expect(actions(events, 'disconnect').find((e) => e.clientId === 'plc-1')).toMatchObject({ detail: { outcome: 'done', disconnected: 1 } });
+    // the action that detection caused
+    const quietId = (quiet()!.detail as { id: string }).id;
+    expect(actions(events, 'disconnect').find((e) => e.clientId === 'plc-1' && e.detail?.detection === quietId)).toMatchObject({ detail: { outcome: 'done', disconnected: 1 } });
     // plc-2 never connected
     await waitFor(() => detections(events, 'availability').some((e) => e.clientId === 'plc-2'), 5000, 'plc-2 detection');
     expect(detections(events, 'availability').find((e) => e.clientId === 'plc-2')).toMatchObject({ detail: { evidence: { state: 'not-connected' } } });
