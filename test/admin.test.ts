@@ -14,7 +14,7 @@ import { hashPassword, readUsersFile, serializeUsers } from '@bastion/middleware
 import { AuthFailureLimiter, hashToken, newToken, type AdminServer } from '@bastion/admin';
 import type { ProfileInput } from '@bastion/profile';
 import { createCA, issueClientCert, normalizeSerial } from '@bastion/pki';
-import { connect, tryConnect, isRefusal, closed, collect, nextMessage, waitFor } from './support/mqtt.js';
+import { connect, tryConnect, isRefusal, closed, nextMessage, waitFor, collectCount } from './support/mqtt.js';
 import { makeTestPki, type TestPki } from './support/pki.js';
 
 const silent = pino({ level: 'silent' });
@@ -584,7 +584,7 @@ describe('admin API: ACL', () => {
     expect(put.status).toBe(200);
     expect(put.json.change).toMatchObject({ rules: 2, withdrawn: 1 });
     expect(broker!.subscriptionsOf('alice-1')).toEqual([{ topic: 'other/#', qos: 0 }]);
-    const received = collect(alice, 400);
+    const received = collectCount(alice, 1);
     await bob.publishAsync('plant/2', 'b', { qos: 1 });
     await bob.publishAsync('other/2', 'c', { qos: 1 });
     expect((await received).map((m) => m.topic)).toEqual(['other/2']);
@@ -615,12 +615,12 @@ describe('admin API: response actions for people', () => {
     const bad = await call(api, 'POST', '/v1/responses/block-topic', { token: OPS, body: { duration: 'soon' } });
     expect(bad.status).toBe(400);
     expect((await call(api, 'POST', '/v1/responses/block-topic', { token: OPS, body: { topic: 'grid/control/#', duration: '15m' } })).status).toBe(201);
-    let got = collect(sub, 300);
+    let got = collectCount(sub, 1);
     pub.publish('grid/control/open', 'x');
     pub.publish('grid/data/v', '120');
     expect((await got).map((m) => m.topic)).toEqual(['grid/data/v']);
     expect((await call(api, 'POST', '/v1/responses/unblock-topic', { token: OPS, body: { topic: 'grid/control/#' } })).status).toBe(200);
-    got = collect(sub, 300);
+    got = collectCount(sub, 1);
     pub.publish('grid/control/open', 'y');
     expect((await got).map((m) => m.topic)).toEqual(['grid/control/open']);
 

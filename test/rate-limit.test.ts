@@ -15,7 +15,7 @@ import { pino } from 'pino';
 import { createBroker, type Bastion, type SecurityEvent } from '@bastion/broker';
 import { hashPassword, writeUsersFile, type RateLimit } from '@bastion/middleware';
 import { parseProfile, type ProfileInput } from '@bastion/profile';
-import { connect, tryConnect, isRefusal, collect, closed, waitFor, nextMessage } from './support/mqtt.js';
+import { connect, tryConnect, isRefusal, collect, closed, waitFor, nextMessage, collectCount } from './support/mqtt.js';
 import { makeTestPki } from './support/pki.js';
 import { connectPacket, rawSocket, subscribePacket, firstData, socketClosed, tryConnectFrom } from './support/raw-mqtt.js';
 
@@ -452,7 +452,7 @@ describe('limits change at runtime', () => {
     const watcher = await client(url, { clientId: 'watcher' });
     await watcher.subscribeAsync('rt/#');
     const pub = await client(url, { clientId: 'p' });
-    let got = collect(watcher, 400);
+    let got = collectCount(watcher, 100);
     for (let i = 0; i < 100; i++) pub.publish('rt/a', 'x');
     expect((await got).length).toBe(100);
 
