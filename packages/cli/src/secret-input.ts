@@ -1,8 +1,14 @@
 /**
- * Read a secret without echoing it: raw mode on a TTY, or one line from a pipe (for scripts:
- * `printf 'pw\n' | bastion passwd users.txt alice`).
+ * Secrets at the terminal. Read one without echoing it: raw mode on a TTY, or one line from a pipe
+ * (for scripts: `printf 'pw\n' | bastion passwd users.txt alice`). Show a generated one once.
  */
 import type { ReadStream } from 'node:tty';
+
+/** A generated secret (a device token) alone on stdout, for a script to capture; what happened on stderr. */
+export function showSecretOnce(what: string, secret: string): void {
+  process.stderr.write(`${what}; it is shown once, here:\n`);
+  process.stdout.write(`${secret}\n`);
+}
 
 export async function readSecret(prompt: string, input: NodeJS.ReadStream = process.stdin, output: NodeJS.WriteStream = process.stderr): Promise<string> {
   if (!input.isTTY) return readLine(input);

@@ -39,7 +39,7 @@ export async function hashPassword(password: string | Buffer, cost: ScryptCost =
 
 /** Device tokens: 32 random bytes, base64url (43 characters). */
 const TOKEN_BYTES = 32;
-/** The shortest secret hashTokenSecret() takes: a token must not be something a person could guess. */
+/** The shortest secret hashDeviceToken() takes: a token must not be something a person could guess. */
 export const MIN_TOKEN_LENGTH = 32;
 
 /** A new device token: 256 random bits, base64url. Shown once; only its hash is kept. */

@@ -12,7 +12,7 @@ import { readAclFile, validateUsername } from '@bastion/middleware';
 import { formatDuration, loadProfile } from '@bastion/profile';
 import { writePrivateFile } from '@bastion/pki';
 import { CliError } from '../errors.js';
-import { readSecret } from '../secret-input.js';
+import { readSecret, showSecretOnce } from '../secret-input.js';
 
 export interface Common {
   url?: string;
@@ -25,11 +25,6 @@ export interface Common {
 }
 
 const out = (s: string): void => void process.stdout.write(s);
-/** A generated token alone on stdout (for a script to capture), what happened on stderr. */
-const tokenOut = (what: string, token: string): void => {
-  process.stderr.write(`${what}; it is shown once, here:\n`);
-  out(`${token}\n`);
-};
 const printJson = (v: unknown): void => out(JSON.stringify(v, null, 2) + '\n');
 
 function readFile(file: string, what: string): Buffer {
@@ -327,7 +322,7 @@ export function register(program: Command): void {
     const password = o.generate ? undefined : await newPassword(name);
     const r = await c.addUser(name, password, list(o.groups));
     if (o.json) return printJson(r);
-    if (r.token !== undefined) return tokenOut(`added user ${name} with a device token`, r.token);
+    if (r.token !== undefined) return showSecretOnce(`added user ${name} with a device token`, r.token);
     out(`added user ${name}\n`);
   });
   api(users.command('remove').description('remove a user; their sessions are disconnected').argument('<name>', 'username'))
@@ -347,7 +342,7 @@ export function register(program: Command): void {
     const password = o.generate ? undefined : await newPassword(name);
     const r = await c.setPassword(name, password);
     if (o.json) return printJson(r);
-    if (r.token !== undefined) return tokenOut(`device token of ${name} replaced (${r.disconnected} session(s) disconnected)`, r.token);
+    if (r.token !== undefined) return showSecretOnce(`device token of ${name} replaced (${r.disconnected} session(s) disconnected)`, r.token);
     out(`password of ${name} changed (${r.disconnected} session(s) disconnected)\n`);
   });
 

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { generateDeviceToken, setUserPassword, validateUsername } from '@bastion/middleware';
 import { CliError } from '../errors.js';
-import { readSecret } from '../secret-input.js';
+import { readSecret, showSecretOnce } from '../secret-input.js';
 
 export function register(program: Command): void {
   program
@@ -18,10 +18,7 @@ export function register(program: Command): void {
       if (opts.generate) {
         const token = generateDeviceToken();
         const { created } = await setUserPassword(file, user, token, { groups, token: true });
-        // the token alone on stdout (for a script to capture); what happened on stderr
-        process.stderr.write(`${created ? 'added' : 'updated'} user ${user} in ${file} with a new device token; it is shown once, here:\n`);
-        process.stdout.write(`${token}\n`);
-        return;
+        return showSecretOnce(`${created ? 'added' : 'updated'} user ${user} in ${file} with a new device token`, token);
       }
       const password = await readSecret(`Password for ${user}: `);
       if (process.stdin.isTTY) {
